@@ -1,0 +1,62 @@
+# sysvshm developer Makefile.  Every variable can be overridden:
+#   make LUA_INCDIR=/opt/lua/include  PREFIX=/usr  DESTDIR=/tmp/stage
+VERSION      ?= scm-1
+LUA_VERSION  ?= 5.4
+LUA          ?= lua$(LUA_VERSION)
+PKG_CONFIG   ?= pkg-config
+LUA_INCDIR   ?= $(shell $(PKG_CONFIG) --cflags-only-I lua$(LUA_VERSION) 2>/dev/null | sed -n "s/^-I//p" | cut -d" " -f1)
+ifeq ($(strip $(LUA_INCDIR)),)
+LUA_INCDIR   := /usr/include/lua$(LUA_VERSION)
+endif
+PREFIX       ?= /usr/local
+LUA_LIBDIR   ?= $(PREFIX)/lib/lua/$(LUA_VERSION)
+LUA_SHAREDIR ?= $(PREFIX)/share/lua/$(LUA_VERSION)
+BUSTED       ?= busted
+
+CC       ?= cc
+OPTFLAGS ?= -O2 -g
+WARN     ?= -std=c99 -Wall -Wextra -pedantic -Wshadow -Wmissing-prototypes \
+            -Wstrict-prototypes -Wwrite-strings
+CFLAGS   ?= $(OPTFLAGS)
+LIBFLAG  ?= -shared
+ALL_CFLAGS = $(CFLAGS) $(WARN) -fPIC -fvisibility=hidden -D_GNU_SOURCE \
+             -DSYSVSHM_VERSION='"$(VERSION)"' -I$(LUA_INCDIR)
+
+SRCS    = $(wildcard src/*.c)
+HDRS    = $(wildcard src/*.h)
+BUILD   = build
+MODULE  = $(BUILD)/sysvshm/core.so
+LUAMODS = $(wildcard lua/sysvshm/*.lua)
+DEMOS   = $(wildcard lua/demo/*.lua)
+
+# Lua 5.4 finds the in-tree build through the 5.4-only variables, which
+# busted's 5.1 launcher does not read.
+export LUA_PATH_5_4  := $(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(LUA_PATH_5_4);;
+export LUA_CPATH_5_4 := $(CURDIR)/$(BUILD)/?.so;$(LUA_CPATH_5_4);;
+
+.PHONY: all test demo install uninstall clean
+
+all: $(MODULE)
+
+$(MODULE): $(SRCS) $(HDRS) Makefile
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(LIBFLAG) -o $@ $(SRCS) $(LDFLAGS)
+
+test: $(MODULE)
+	$(BUSTED) --lua=$(LUA)
+
+demo: $(MODULE)
+	sh lua/demo/run.sh
+
+install: $(MODULE)
+	install -d $(DESTDIR)$(LUA_LIBDIR)/sysvshm $(DESTDIR)$(LUA_SHAREDIR)/sysvshm/demo
+	install -m 0755 $(MODULE) $(DESTDIR)$(LUA_LIBDIR)/sysvshm/core.so
+	install -m 0644 $(LUAMODS) $(DESTDIR)$(LUA_SHAREDIR)/sysvshm/
+	install -m 0644 $(DEMOS) $(DESTDIR)$(LUA_SHAREDIR)/sysvshm/demo/
+
+uninstall:
+	rm -f $(DESTDIR)$(LUA_LIBDIR)/sysvshm/core.so
+	rm -rf $(DESTDIR)$(LUA_SHAREDIR)/sysvshm
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,375 @@
+/*
+ * The segment userdata: an attachment of a System V shared memory segment,
+ * with 0-based, bounds-checked byte and string access.  Every method goes
+ * through seg_check/seg_checkw/seg_checkany, which reject anything that is
+ * not an attached segment before any memory is touched.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <string.h>
+#include <sys/shm.h>
+
+#include "sysvshm.h"
+
+/* ---- argument checkers -------------------------------------------------- */
+
+/* An integer argument, strictly: a number with an exact integer value.
+ * Strings are refused (no "10" for 10), unlike luaL_checkinteger, so that a
+ * string passed in the wrong position is never taken for an offset. */
+lua_Integer shmL_checkint(lua_State *L, int arg) {
+  int isnum;
+  lua_Integer v;
+
+  if (lua_isinteger(L, arg))
+    return lua_tointeger(L, arg);
+
+  if (lua_type(L, arg) != LUA_TNUMBER)
+    luaL_typeerror(L, arg, "integer");
+
+  v = lua_tointegerx(L, arg, &isnum);
+  if (!isnum)
+    luaL_argerror(L, arg, "number has no integer representation");
+
+  return v;
+}
+
+lua_Integer shmL_optint(lua_State *L, int arg, lua_Integer def) {
+  return lua_isnoneornil(L, arg) ? def : shmL_checkint(L, arg);
+}
+
+/* An offset into the segment: 0..size (size itself only for empty access). */
+size_t shmL_checkoffset(lua_State *L, int arg, const Segment *s) {
+  lua_Integer v = shmL_checkint(L, arg);
+
+  if (v < 0 || (lua_Unsigned)v > s->size)
+    luaL_argerror(L, arg,
+                  lua_pushfstring(L, "offset %I out of range (segment size %I)",
+                                  v, (lua_Integer)s->size));
+
+  return (size_t)v;
+}
+
+/* len bytes from off must lie in the segment; off <= size is already known,
+ * so the subtraction cannot wrap and the check cannot overflow. */
+void shmL_checkrange(lua_State *L, int arg, const Segment *s, size_t off,
+                     size_t len) {
+  if (len > s->size - off)
+    luaL_argerror(L, arg,
+                  lua_pushfstring(L,
+                                  "%I bytes at offset %I run past the end of "
+                                  "the segment (size %I)",
+                                  (lua_Integer)len, (lua_Integer)off,
+                                  (lua_Integer)s->size));
+}
+
+/* A length argument: a non-negative integer, returned as size_t. */
+static size_t checklength(lua_State *L, int arg) {
+  lua_Integer v = shmL_checkint(L, arg);
+
+  if (v < 0)
+    luaL_argerror(L, arg, "length must not be negative");
+
+  return (size_t)v;
+}
+
+/* A byte value: an integer 0..255 or a one-character string. */
+static unsigned char checkbyte(lua_State *L, int arg) {
+  lua_Integer v;
+
+  if (lua_type(L, arg) == LUA_TSTRING) {
+    size_t n;
+    const char *p = lua_tolstring(L, arg, &n);
+
+    if (n != 1)
+      luaL_argerror(L, arg, "string must have exactly one character");
+
+    return (unsigned char)p[0];
+  }
+
+  v = shmL_checkint(L, arg);
+  if ((lua_Unsigned)v > UCHAR_MAX)
+    luaL_argerror(L, arg, "byte value out of range 0..255");
+
+  return (unsigned char)v;
+}
+
+int shmL_pusherror(lua_State *L, const char *what) {
+  int en = errno; /* calls to the Lua API may change errno */
+
+  lua_pushnil(L);
+  lua_pushfstring(L, "%s: %s", what, strerror(en));
+  lua_pushinteger(L, en);
+  return 3;
+}
+
+/* ---- the userdata ------------------------------------------------------- */
+
+Segment *seg_new(lua_State *L) {
+  Segment *s = (Segment *)lua_newuserdatauv(L, sizeof *s, 0);
+
+  s->addr = NULL; /* detached until shmat succeeds, so GC is always safe */
+  s->size = 0;
+  s->id = -1;
+  s->readonly = 0;
+  lua_pushvalue(L, SEG_MT_UPVALUE);
+  lua_setmetatable(L, -2);
+  return s;
+}
+
+Segment *seg_checkany(lua_State *L, int arg) {
+  if (lua_type(L, arg) == LUA_TUSERDATA && lua_getmetatable(L, arg)) {
+    int same = lua_rawequal(L, -1, SEG_MT_UPVALUE);
+
+    lua_pop(L, 1);
+    if (same)
+      return (Segment *)lua_touserdata(L, arg);
+  }
+
+  luaL_typeerror(L, arg, SEGMENT_TNAME);
+  return NULL; /* not reached */
+}
+
+Segment *seg_check(lua_State *L, int arg) {
+  Segment *s = seg_checkany(L, arg);
+
+  if (s->addr == NULL)
+    luaL_error(L, "attempt to use a detached segment");
+
+  return s;
+}
+
+Segment *seg_checkw(lua_State *L, int arg) {
+  Segment *s = seg_check(L, arg);
+
+  if (s->readonly)
+    luaL_error(L, "attempt to write to a read-only segment");
+
+  return s;
+}
+
+int seg_detach(Segment *s) {
+  void *addr = s->addr;
+
+  if (addr == NULL)
+    return 0;
+
+  s->addr = NULL;
+  return shmdt(addr);
+}
+
+/* ---- methods ------------------------------------------------------------ */
+
+/***
+ * Size of the segment in bytes (also `#seg`).
+ * @function segment:size
+ * @treturn integer
+ */
+static int seg_size(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)seg_check(L, 1)->size);
+  return 1;
+}
+
+/***
+ * The segment's System V identifier.
+ * @function segment:id
+ * @treturn integer
+ */
+static int seg_id(lua_State *L) {
+  lua_pushinteger(L, seg_check(L, 1)->id);
+  return 1;
+}
+
+/***
+ * Whether this attachment is read-only.
+ * @function segment:readonly
+ * @treturn boolean
+ */
+static int seg_readonly(lua_State *L) {
+  lua_pushboolean(L, seg_check(L, 1)->readonly);
+  return 1;
+}
+
+/***
+ * Read bytes.
+ * @function segment:read
+ * @tparam integer off 0-based offset, 0..#seg
+ * @tparam[opt] integer len number of bytes (default: to the end)
+ * @treturn string
+ */
+static int seg_read(lua_State *L) {
+  Segment *s = seg_check(L, 1);
+  size_t off = shmL_checkoffset(L, 2, s);
+  size_t len;
+
+  if (lua_isnoneornil(L, 3)) {
+    len = s->size - off;
+  } else {
+    len = checklength(L, 3);
+    shmL_checkrange(L, 3, s, off, len);
+  }
+
+  lua_pushlstring(L, (const char *)s->addr + off, len);
+  return 1;
+}
+
+/***
+ * Write a string.
+ * @function segment:write
+ * @tparam integer off 0-based offset
+ * @tparam string s the bytes to write; they must fit in the segment
+ * @treturn integer off + #s, the next offset
+ */
+static int seg_write(lua_State *L) {
+  Segment *s = seg_checkw(L, 1);
+  size_t off = shmL_checkoffset(L, 2, s);
+  size_t len;
+  const char *p;
+
+  if (lua_type(L, 3) != LUA_TSTRING)
+    luaL_typeerror(L, 3, "string");
+
+  p = lua_tolstring(L, 3, &len);
+  shmL_checkrange(L, 3, s, off, len);
+  memcpy(s->addr + off, p, len);
+  lua_pushinteger(L, (lua_Integer)(off + len));
+  return 1;
+}
+
+/***
+ * Read one byte.
+ * @function segment:byte
+ * @tparam integer off 0-based offset, 0..#seg-1
+ * @treturn integer 0..255
+ */
+static int seg_byte(lua_State *L) {
+  Segment *s = seg_check(L, 1);
+  size_t off = shmL_checkoffset(L, 2, s);
+
+  shmL_checkrange(L, 2, s, off, 1);
+  lua_pushinteger(L, s->addr[off]);
+  return 1;
+}
+
+/***
+ * Write one byte.
+ * @function segment:setbyte
+ * @tparam integer off 0-based offset, 0..#seg-1
+ * @tparam integer v 0..255 (or a one-character string)
+ */
+static int seg_setbyte(lua_State *L) {
+  Segment *s = seg_checkw(L, 1);
+  size_t off = shmL_checkoffset(L, 2, s);
+  unsigned char v = checkbyte(L, 3);
+
+  shmL_checkrange(L, 2, s, off, 1);
+  s->addr[off] = v;
+  return 0;
+}
+
+/***
+ * The bytes from off up to the first NUL, or to the end of the segment.
+ * @function segment:cstring
+ * @tparam[opt=0] integer off
+ * @treturn string
+ */
+static int seg_cstring(lua_State *L) {
+  Segment *s = seg_check(L, 1);
+  size_t off = lua_isnoneornil(L, 2) ? 0 : shmL_checkoffset(L, 2, s);
+  const unsigned char *p = s->addr + off;
+  const unsigned char *nul = memchr(p, 0, s->size - off);
+
+  lua_pushlstring(L, (const char *)p, nul ? (size_t)(nul - p) : s->size - off);
+  return 1;
+}
+
+/***
+ * Set a range of bytes to one value.
+ * @function segment:fill
+ * @tparam integer v 0..255 (or a one-character string)
+ * @tparam[opt=0] integer off
+ * @tparam[opt] integer len default: to the end
+ */
+static int seg_fill(lua_State *L) {
+  Segment *s = seg_checkw(L, 1);
+  unsigned char v = checkbyte(L, 2);
+  size_t off = lua_isnoneornil(L, 3) ? 0 : shmL_checkoffset(L, 3, s);
+  size_t len;
+
+  if (lua_isnoneornil(L, 4)) {
+    len = s->size - off;
+  } else {
+    len = checklength(L, 4);
+    shmL_checkrange(L, 4, s, off, len);
+  }
+
+  memset(s->addr + off, v, len);
+  return 0;
+}
+
+/***
+ * Detach the segment.  A second call does nothing.  The segment itself
+ * stays until removed (see `sysvshm.remove`).
+ * @function segment:detach
+ * @treturn[1] true
+ * @treturn[2] nil
+ * @treturn[2] string message
+ * @treturn[2] integer errno
+ */
+static int seg_detachm(lua_State *L) {
+  Segment *s = seg_checkany(L, 1);
+
+  if (seg_detach(s) != 0)
+    return shmL_pusherror(L, "shmdt");
+
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* __gc and __close: detach, never remove (segments outlive processes). */
+static int seg_gc(lua_State *L) {
+  Segment *s = seg_checkany(L, 1);
+
+  (void)seg_detach(s);
+  return 0;
+}
+
+static int seg_tostring(lua_State *L) {
+  Segment *s = seg_checkany(L, 1);
+
+  lua_pushfstring(L, "%s (id %d, %I bytes%s%s)", SEGMENT_TNAME, s->id,
+                  (lua_Integer)s->size, s->readonly ? ", read-only" : "",
+                  s->addr == NULL ? ", detached" : "");
+  return 1;
+}
+
+static const luaL_Reg seg_metameth[] = {
+    {"__index", NULL}, /* placeholder, set to the method table */
+    {"__len", seg_size},
+    {"__tostring", seg_tostring},
+    {"__gc", seg_gc},
+    {"__close", seg_gc},
+    {NULL, NULL}};
+
+static const luaL_Reg seg_meth[] = {
+    {"size", seg_size},       {"id", seg_id},
+    {"readonly", seg_readonly}, {"read", seg_read},
+    {"write", seg_write},     {"byte", seg_byte},
+    {"setbyte", seg_setbyte}, {"cstring", seg_cstring},
+    {"fill", seg_fill},       {"detach", seg_detachm},
+    {NULL, NULL}};
+
+void seg_setmethods(lua_State *L, const luaL_Reg *l) {
+  lua_getfield(L, -1, "__index");
+  lua_pushvalue(L, -2);
+  luaL_setfuncs(L, l, 1);
+  lua_pop(L, 1);
+}
+
+void seg_createmeta(lua_State *L) {
+  luaL_newmetatable(L, SEGMENT_TNAME);
+  lua_pushvalue(L, -1);
+  luaL_setfuncs(L, seg_metameth, 1);
+  lua_newtable(L);
+  lua_setfield(L, -2, "__index");
+  seg_setmethods(L, seg_meth);
+}

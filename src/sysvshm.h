@@ -1,0 +1,57 @@
+/*
+ * sysvshm: System V shared memory for Lua 5.4.
+ * Shared declarations of the C core (built as the module `sysvshm.core`).
+ *
+ * Files:
+ *   core.c     module functions (ftok, create, open, attach, stat, remove,
+ *              the shmget/shmat/shmdt/shmctl mirrors, constants, sleep)
+ *   segment.c  the segment userdata, its byte/string methods and the
+ *              argument checkers every file uses
+ */
+#ifndef SYSVSHM_H
+#define SYSVSHM_H
+
+#include <stddef.h>
+
+#include "lua.h"
+#include "lauxlib.h"
+
+#ifndef SYSVSHM_VERSION
+#define SYSVSHM_VERSION "scm"
+#endif
+
+#define SEGMENT_TNAME "sysvshm.segment"
+
+/* An attachment.  `addr` is NULL once detached; `size` and `id` stay so that
+ * tostring can still describe it. */
+typedef struct Segment {
+  unsigned char *addr;
+  size_t size;
+  int id;
+  int readonly;
+} Segment;
+
+/* Every function that takes a segment carries the segment metatable as
+ * upvalue 1, so the type check is a pointer comparison instead of a
+ * registry lookup. */
+#define SEG_MT_UPVALUE lua_upvalueindex(1)
+
+/* segment.c: the userdata */
+Segment *seg_new(lua_State *L);               /* pushes a detached userdata */
+Segment *seg_check(lua_State *L, int arg);    /* attached */
+Segment *seg_checkw(lua_State *L, int arg);   /* attached and writable */
+Segment *seg_checkany(lua_State *L, int arg); /* attached or not */
+int seg_detach(Segment *s);                   /* 0, or -1 with errno */
+void seg_createmeta(lua_State *L);            /* pushes the metatable */
+void seg_setmethods(lua_State *L, const luaL_Reg *l); /* into the metatable's __index,
+                                                          metatable on the stack top */
+
+/* segment.c: argument checkers shared by all files */
+lua_Integer shmL_checkint(lua_State *L, int arg);
+lua_Integer shmL_optint(lua_State *L, int arg, lua_Integer def);
+size_t shmL_checkoffset(lua_State *L, int arg, const Segment *s);
+void shmL_checkrange(lua_State *L, int arg, const Segment *s, size_t off,
+                     size_t len);
+int shmL_pusherror(lua_State *L, const char *what); /* nil, "what: strerror", errno */
+
+#endif
