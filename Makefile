@@ -1,6 +1,5 @@
 # sysvshm developer Makefile.  Every variable can be overridden:
 #   make LUA_INCDIR=/opt/lua/include  PREFIX=/usr  DESTDIR=/tmp/stage
-VERSION      ?= scm-1
 LUA_VERSION  ?= 5.4
 LUA          ?= lua$(LUA_VERSION)
 PKG_CONFIG   ?= pkg-config
@@ -20,7 +19,7 @@ WARN     ?= -std=c99 -Wall -Wextra -pedantic -Wshadow -Wmissing-prototypes \
 CFLAGS   ?= $(OPTFLAGS)
 LIBFLAG  ?= -shared
 ALL_CFLAGS = $(CFLAGS) $(WARN) -fPIC -fvisibility=hidden -D_GNU_SOURCE \
-             -DSYSVSHM_VERSION='"$(VERSION)"' -I$(LUA_INCDIR)
+             -I$(LUA_INCDIR)
 
 SRCS    = $(wildcard src/*.c)
 HDRS    = $(wildcard src/*.h)

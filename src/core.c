@@ -396,6 +396,9 @@ static int shm_shmdt(lua_State *L) {
     return shmL_pusherror(L, "shmdt");
   }
 
+  if (s->locks > 0)
+    luaL_error(L, "cannot detach: a mutex in this segment is locked");
+
   if (seg_detach(s) != 0)
     return shmL_pusherror(L, "shmdt");
 
@@ -570,6 +573,7 @@ int luaopen_sysvshm_core(lua_State *L) {
   luaL_checkversion(L);
   luaL_newlibtable(L, shm_funcs);
   seg_createmeta(L);
+  sync_open(L);
   luaL_setfuncs(L, shm_funcs, 1); /* every function gets the metatable */
   setconstants(L);
   lua_pushliteral(L, "sysvshm " SYSVSHM_VERSION);

@@ -111,6 +111,7 @@ Segment *seg_new(lua_State *L) {
   s->size = 0;
   s->id = -1;
   s->readonly = 0;
+  s->locks = 0;
   lua_pushvalue(L, SEG_MT_UPVALUE);
   lua_setmetatable(L, -2);
   return s;
@@ -318,6 +319,11 @@ static int seg_fill(lua_State *L) {
 static int seg_detachm(lua_State *L) {
   Segment *s = seg_checkany(L, 1);
 
+  /* The kernel may write to a held robust mutex when this process exits;
+   * it must not find another mapping at that address. */
+  if (s->locks > 0)
+    luaL_error(L, "cannot detach: a mutex in this segment is locked");
+
   if (seg_detach(s) != 0)
     return shmL_pusherror(L, "shmdt");
 
@@ -356,6 +362,7 @@ static const luaL_Reg seg_meth[] = {
     {"write", seg_write},     {"byte", seg_byte},
     {"setbyte", seg_setbyte}, {"cstring", seg_cstring},
     {"fill", seg_fill},       {"detach", seg_detachm},
+    {"pack", seg_pack},       {"unpack", seg_unpack},
     {NULL, NULL}};
 
 void seg_setmethods(lua_State *L, const luaL_Reg *l) {

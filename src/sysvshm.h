@@ -7,6 +7,8 @@
  *              the shmget/shmat/shmdt/shmctl mirrors, constants, sleep)
  *   segment.c  the segment userdata, its byte/string methods and the
  *              argument checkers every file uses
+ *   pack.c     seg:pack / seg:unpack (string.pack's format, in place)
+ *   sync.c     atomics, futex wait/wake, the robust process-shared mutex
  */
 #ifndef SYSVSHM_H
 #define SYSVSHM_H
@@ -17,7 +19,7 @@
 #include "lauxlib.h"
 
 #ifndef SYSVSHM_VERSION
-#define SYSVSHM_VERSION "scm"
+#define SYSVSHM_VERSION "scm-1" /* keep equal to the rockspec version */
 #endif
 
 #define SEGMENT_TNAME "sysvshm.segment"
@@ -29,6 +31,7 @@ typedef struct Segment {
   size_t size;
   int id;
   int readonly;
+  int locks; /* mutexes in it held through this attachment (sync.c) */
 } Segment;
 
 /* Every function that takes a segment carries the segment metatable as
@@ -53,5 +56,12 @@ size_t shmL_checkoffset(lua_State *L, int arg, const Segment *s);
 void shmL_checkrange(lua_State *L, int arg, const Segment *s, size_t off,
                      size_t len);
 int shmL_pusherror(lua_State *L, const char *what); /* nil, "what: strerror", errno */
+
+/* pack.c */
+int seg_pack(lua_State *L);
+int seg_unpack(lua_State *L);
+
+/* sync.c: with the module table at -2 and the segment metatable at -1 */
+void sync_open(lua_State *L);
 
 #endif

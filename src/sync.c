@@ -1,0 +1,578 @@
+/*
+ * Coordination in a segment: sequentially consistent atomics on 64-bit
+ * integers, futex wait/wake on 32-bit words (shared futexes, so they work
+ * across processes), and a robust process-shared mutex.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <string.h>
+#include <time.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "sysvshm.h"
+
+#define MUTEX_TNAME "sysvshm.mutex"
+
+struct mutex_align_probe {
+  char c;
+  pthread_mutex_t m;
+};
+#define MUTEX_ALIGN offsetof(struct mutex_align_probe, m)
+
+/* ---- time ---------------------------------------------------------------- */
+
+/* A timeout argument: none, nil or math.huge mean forever (returns 0);
+ * otherwise a finite non-negative number of seconds (returns 1). */
+static int opt_timeout(lua_State *L, int arg, double *seconds) {
+  lua_Number t;
+
+  if (lua_isnoneornil(L, arg))
+    return 0;
+
+  t = luaL_checknumber(L, arg);
+  if (t == HUGE_VAL)
+    return 0;
+
+  if (!(t >= 0))
+    luaL_argerror(L, arg, "timeout must be a non-negative number of seconds");
+
+  *seconds = t;
+  return 1;
+}
+
+static void deadline_after(struct timespec *ts, double seconds) {
+  double whole = floor(seconds);
+
+  clock_gettime(CLOCK_MONOTONIC, ts);
+  if (whole > (double)(INT32_MAX)) { /* far enough to be forever */
+    ts->tv_sec += INT32_MAX;
+    return;
+  }
+
+  ts->tv_sec += (time_t)whole;
+  ts->tv_nsec += (long)((seconds - whole) * 1e9);
+  if (ts->tv_nsec >= 1000000000L) {
+    ts->tv_sec++;
+    ts->tv_nsec -= 1000000000L;
+  }
+}
+
+/* Time left until deadline, into rel; 0 when it has passed. */
+static int time_left(const struct timespec *deadline, struct timespec *rel) {
+  struct timespec now;
+
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  rel->tv_sec = deadline->tv_sec - now.tv_sec;
+  rel->tv_nsec = deadline->tv_nsec - now.tv_nsec;
+  if (rel->tv_nsec < 0) {
+    rel->tv_sec--;
+    rel->tv_nsec += 1000000000L;
+  }
+
+  return rel->tv_sec >= 0;
+}
+
+/***
+ * Monotonic clock, in seconds (fractional), for measuring intervals.
+ * @function clock
+ * @treturn number
+ */
+static int shm_clock(lua_State *L) {
+  struct timespec ts;
+
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec / 1e9);
+  return 1;
+}
+
+/* ---- atomics ------------------------------------------------------------- */
+
+/* An offset for an object of width bytes aligned to align: aligned and
+ * inside the segment (segments are attached at page boundaries, so an
+ * aligned offset is an aligned address). */
+static size_t checkaligned(lua_State *L, int arg, const Segment *s,
+                           size_t width, size_t align) {
+  size_t off = shmL_checkoffset(L, arg, s);
+
+  if (off % align != 0)
+    luaL_argerror(L, arg,
+                  lua_pushfstring(L, "offset %I is not %d-byte aligned",
+                                  (lua_Integer)off, (int)align));
+
+  shmL_checkrange(L, arg, s, off, width);
+  return off;
+}
+
+static int64_t *word64(lua_State *L, Segment *s) {
+  return (int64_t *)(void *)(s->addr + checkaligned(L, 2, s, 8, 8));
+}
+
+/***
+ * Load a signed 64-bit integer atomically.
+ * @function segment:atomic_load
+ * @tparam integer off 8-byte aligned offset
+ * @treturn integer
+ */
+static int seg_atomic_load(lua_State *L) {
+  int64_t *p = word64(L, seg_check(L, 1));
+
+  lua_pushinteger(L, (lua_Integer)__atomic_load_n(p, __ATOMIC_SEQ_CST));
+  return 1;
+}
+
+/***
+ * Store a signed 64-bit integer atomically.
+ * @function segment:atomic_store
+ * @tparam integer off 8-byte aligned offset
+ * @tparam integer v
+ */
+static int seg_atomic_store(lua_State *L) {
+  int64_t *p = word64(L, seg_checkw(L, 1));
+  int64_t v = (int64_t)shmL_checkint(L, 3);
+
+  __atomic_store_n(p, v, __ATOMIC_SEQ_CST);
+  return 0;
+}
+
+/***
+ * Add to a signed 64-bit integer atomically (wrapping around on overflow,
+ * like Lua's integer arithmetic).
+ * @function segment:atomic_add
+ * @tparam integer off 8-byte aligned offset
+ * @tparam integer n
+ * @treturn integer the previous value
+ */
+static int seg_atomic_add(lua_State *L) {
+  int64_t *p = word64(L, seg_checkw(L, 1));
+  uint64_t n = (uint64_t)shmL_checkint(L, 3);
+
+  /* unsigned arithmetic: wraps instead of undefined signed overflow */
+  lua_pushinteger(L, (lua_Integer)__atomic_fetch_add((uint64_t *)(void *)p, n,
+                                                     __ATOMIC_SEQ_CST));
+  return 1;
+}
+
+/***
+ * Compare and swap a signed 64-bit integer atomically.
+ * @function segment:atomic_cas
+ * @tparam integer off 8-byte aligned offset
+ * @tparam integer expected
+ * @tparam integer desired
+ * @treturn boolean whether the swap happened
+ * @treturn integer the value found (expected when it happened)
+ */
+static int seg_atomic_cas(lua_State *L) {
+  int64_t *p = word64(L, seg_checkw(L, 1));
+  int64_t expected = (int64_t)shmL_checkint(L, 3);
+  int64_t desired = (int64_t)shmL_checkint(L, 4);
+  int ok = __atomic_compare_exchange_n(p, &expected, desired, 0,
+                                       __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+
+  lua_pushboolean(L, ok);
+  lua_pushinteger(L, (lua_Integer)expected);
+  return 2;
+}
+
+/* ---- futex --------------------------------------------------------------- */
+
+static long futex(uint32_t *uaddr, int op, uint32_t val,
+                  const struct timespec *timeout) {
+  return syscall(SYS_futex, uaddr, op, val, timeout, NULL, 0);
+}
+
+/* Wait while *word == expected, until woken, the deadline (if any) passes,
+ * or the Lua interpreter has a signal to handle (lua.c sets a hook on
+ * SIGINT; returning lets it raise "interrupted!").  Returns 1 when woken or
+ * the word differs, 0 on timeout, -1 with errno on failure. */
+static int futex_wait_until(lua_State *L, uint32_t *word, uint32_t expected,
+                            const struct timespec *deadline) {
+  lua_Hook hook = lua_gethook(L);
+
+  for (;;) {
+    struct timespec rel;
+
+    if (deadline != NULL && !time_left(deadline, &rel))
+      return 0;
+
+    if (futex(word, FUTEX_WAIT, expected, deadline ? &rel : NULL) == 0)
+      return 1;
+
+    switch (errno) {
+    case EAGAIN: /* the word was not `expected` */
+      return 1;
+
+    case ETIMEDOUT:
+      return 0;
+
+    case EINTR: /* resume, unless the interpreter has a signal pending */
+      if (lua_gethook(L) != hook)
+        return 1;
+      break;
+
+    default:
+      return -1;
+    }
+  }
+}
+
+/***
+ * Wait on the 32-bit word at off while it equals expected (a Linux futex,
+ * shared between processes).  Returns at once when the word differs
+ * (compared modulo 2^32).  Spurious returns are possible: check the
+ * condition again.  On little-endian machines the word at off is the low
+ * half of a 64-bit counter at off, so a counter bumped with atomic_add and
+ * then wake can be waited on.
+ * @function segment:wait
+ * @tparam integer off 4-byte aligned offset
+ * @tparam integer expected
+ * @tparam[opt] number timeout seconds (default: for ever)
+ * @treturn[1] true
+ * @treturn[2] false
+ * @treturn[2] string "timeout"
+ */
+static int seg_wait(lua_State *L) {
+  Segment *s = seg_check(L, 1);
+  uint32_t *word = (uint32_t *)(void *)(s->addr + checkaligned(L, 2, s, 4, 4));
+  uint32_t expected = (uint32_t)shmL_checkint(L, 3);
+  struct timespec deadline;
+  double seconds;
+  int timed = opt_timeout(L, 4, &seconds);
+  int r;
+
+  if (__atomic_load_n(word, __ATOMIC_SEQ_CST) != expected) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+
+  if (timed)
+    deadline_after(&deadline, seconds);
+
+  r = futex_wait_until(L, word, expected, timed ? &deadline : NULL);
+  if (r < 0)
+    return shmL_pusherror(L, "futex");
+
+  lua_pushboolean(L, r);
+  if (r)
+    return 1;
+
+  lua_pushliteral(L, "timeout");
+  return 2;
+}
+
+/***
+ * Wake processes waiting on the 32-bit word at off.
+ * @function segment:wake
+ * @tparam integer off 4-byte aligned offset
+ * @tparam[opt] integer n how many at most (default: all)
+ * @treturn integer how many were woken
+ */
+static int seg_wake(lua_State *L) {
+  Segment *s = seg_check(L, 1);
+  uint32_t *word = (uint32_t *)(void *)(s->addr + checkaligned(L, 2, s, 4, 4));
+  lua_Integer n = shmL_optint(L, 3, INT_MAX);
+  long r;
+
+  if (n < 0)
+    luaL_argerror(L, 3, "count must not be negative");
+
+  r = futex(word, FUTEX_WAKE, (uint32_t)(n > INT_MAX ? INT_MAX : n), NULL);
+  if (r < 0)
+    return shmL_pusherror(L, "futex");
+
+  lua_pushinteger(L, (lua_Integer)r);
+  return 1;
+}
+
+/* ---- robust mutex -------------------------------------------------------- */
+
+/* The Lua handle of a mutex in a segment.  The segment userdata is kept in
+ * the handle's user value, so the attachment outlives the handle. */
+typedef struct Mutex {
+  Segment *seg;
+  size_t off;
+  int held; /* locked by this handle: unlocked by __gc */
+} Mutex;
+
+#define MUTEX_MT_UPVALUE lua_upvalueindex(2)
+
+static Mutex *mutex_check(lua_State *L) {
+  Mutex *m = (Mutex *)luaL_checkudata(L, 1, MUTEX_TNAME);
+
+  if (m->seg->addr == NULL)
+    luaL_error(L, "attempt to use a mutex in a detached segment");
+
+  return m;
+}
+
+static pthread_mutex_t *mutex_ptr(Mutex *m) {
+  return (pthread_mutex_t *)(void *)(m->seg->addr + m->off);
+}
+
+/* After a successful lock: mark a dead owner's mutex consistent and tell. */
+static int lock_result(lua_State *L, Mutex *m, int rc) {
+  if (rc == EOWNERDEAD) {
+    pthread_mutex_consistent(mutex_ptr(m));
+    m->held = 1;
+    m->seg->locks++;
+    lua_pushboolean(L, 1);
+    lua_pushliteral(L, "owner died");
+    return 2;
+  }
+
+  if (rc == 0) {
+    m->held = 1;
+    m->seg->locks++;
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+
+  if (rc == ETIMEDOUT || rc == EBUSY) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+
+  errno = rc;
+  return shmL_pusherror(L, "pthread_mutex_lock");
+}
+
+/***
+ * Lock.  A holder that died leaves the mutex to the next locker, who gets
+ * a second result "owner died": the protected data may be inconsistent.
+ * @function mutex:lock
+ * @tparam[opt] number timeout seconds (default: for ever)
+ * @treturn boolean true when locked, false on timeout
+ * @treturn[opt] string "owner died"
+ */
+static int mutex_lock(lua_State *L) {
+  Mutex *m = mutex_check(L);
+  double seconds;
+  int timed = opt_timeout(L, 2, &seconds);
+  int rc;
+
+  if (m->held)
+    luaL_error(L, "mutex already locked by this handle");
+
+  if (timed) {
+    struct timespec deadline;
+
+    deadline_after(&deadline, seconds);
+    rc = pthread_mutex_clocklock(mutex_ptr(m), CLOCK_MONOTONIC, &deadline);
+  } else {
+    rc = pthread_mutex_lock(mutex_ptr(m));
+  }
+
+  return lock_result(L, m, rc);
+}
+
+/***
+ * Lock if free, without waiting.
+ * @function mutex:trylock
+ * @treturn boolean
+ * @treturn[opt] string "owner died"
+ */
+static int mutex_trylock(lua_State *L) {
+  Mutex *m = mutex_check(L);
+
+  if (m->held)
+    luaL_error(L, "mutex already locked by this handle");
+
+  return lock_result(L, m, pthread_mutex_trylock(mutex_ptr(m)));
+}
+
+/***
+ * Unlock.
+ * @function mutex:unlock
+ */
+static int mutex_unlock(lua_State *L) {
+  Mutex *m = mutex_check(L);
+  int rc;
+
+  if (!m->held)
+    luaL_error(L, "mutex not locked by this handle");
+
+  rc = pthread_mutex_unlock(mutex_ptr(m));
+  m->held = 0;
+  m->seg->locks--;
+  if (rc != 0) {
+    errno = rc;
+    return shmL_pusherror(L, "pthread_mutex_unlock");
+  }
+
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/***
+ * Run fn(...) with the lock held and return its results.  If fn raises an
+ * error the lock is released and the error raised again.  A dead previous
+ * owner is not reported here: use lock() where the data must be repaired.
+ * @function mutex:with
+ * @tparam function fn
+ * @param ... arguments for fn
+ * @return what fn returns
+ */
+static int mutex_with(lua_State *L) {
+  Mutex *m = mutex_check(L);
+  int base, status, rc;
+
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  if (m->held)
+    luaL_error(L, "mutex already locked by this handle");
+
+  rc = pthread_mutex_lock(mutex_ptr(m));
+  if (rc == EOWNERDEAD)
+    pthread_mutex_consistent(mutex_ptr(m));
+  else if (rc != 0)
+    return luaL_error(L, "pthread_mutex_lock: %s", strerror(rc));
+
+  m->held = 1;
+  m->seg->locks++;
+  base = 1; /* results start after the handle */
+  status = lua_pcall(L, lua_gettop(L) - 2, LUA_MULTRET, 0);
+  m->held = 0;
+  m->seg->locks--;
+  pthread_mutex_unlock(mutex_ptr(m));
+  if (status != LUA_OK)
+    return lua_error(L);
+
+  return lua_gettop(L) - base;
+}
+
+/***
+ * Whether this handle holds the lock.
+ * @function mutex:locked
+ * @treturn boolean
+ */
+static int mutex_locked(lua_State *L) {
+  Mutex *m = (Mutex *)luaL_checkudata(L, 1, MUTEX_TNAME);
+
+  lua_pushboolean(L, m->held);
+  return 1;
+}
+
+static int mutex_gc(lua_State *L) {
+  Mutex *m = (Mutex *)luaL_checkudata(L, 1, MUTEX_TNAME);
+
+  if (m->held && m->seg->addr != NULL) {
+    m->held = 0;
+    m->seg->locks--;
+    (void)pthread_mutex_unlock(mutex_ptr(m));
+  }
+
+  return 0;
+}
+
+static int mutex_tostring(lua_State *L) {
+  Mutex *m = (Mutex *)luaL_checkudata(L, 1, MUTEX_TNAME);
+
+  lua_pushfstring(L, "%s (segment %d, offset %I%s)", MUTEX_TNAME, m->seg->id,
+                  (lua_Integer)m->off, m->held ? ", locked" : "");
+  return 1;
+}
+
+/***
+ * A robust, process-shared mutex at off in seg (MUTEX_SIZE bytes, aligned
+ * to MUTEX_ALIGN).  Without opts.open it is initialised there (do that
+ * once, before other processes use it); with opts.open = true the one
+ * already there is used.
+ * @function mutex
+ * @tparam segment seg
+ * @tparam integer off
+ * @tparam[opt] table opts `open` (boolean)
+ * @treturn mutex
+ */
+static int shm_mutex(lua_State *L) {
+  Segment *s = seg_checkw(L, 1);
+  size_t off = checkaligned(L, 2, s, sizeof(pthread_mutex_t), MUTEX_ALIGN);
+  int open = 0;
+  Mutex *m;
+
+  if (!lua_isnoneornil(L, 3)) {
+    int t;
+
+    luaL_checktype(L, 3, LUA_TTABLE);
+    t = lua_getfield(L, 3, "open");
+    luaL_argcheck(L, t == LUA_TNIL || t == LUA_TBOOLEAN, 3,
+                  "option 'open' must be a boolean");
+    open = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+  }
+
+  m = (Mutex *)lua_newuserdatauv(L, sizeof *m, 1);
+  m->seg = s;
+  m->off = off;
+  m->held = 0;
+  lua_pushvalue(L, MUTEX_MT_UPVALUE);
+  lua_setmetatable(L, -2);
+  lua_pushvalue(L, 1);
+  lua_setiuservalue(L, -2, 1); /* keep the segment alive */
+
+  if (!open) {
+    pthread_mutexattr_t a;
+    int rc = pthread_mutexattr_init(&a);
+
+    if (rc == 0)
+      rc = pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
+    if (rc == 0)
+      rc = pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
+    if (rc == 0)
+      rc = pthread_mutexattr_settype(&a, PTHREAD_MUTEX_ERRORCHECK);
+    if (rc == 0)
+      rc = pthread_mutex_init(mutex_ptr(m), &a);
+
+    pthread_mutexattr_destroy(&a);
+    if (rc != 0) {
+      errno = rc;
+      return shmL_pusherror(L, "pthread_mutex_init");
+    }
+  }
+
+  return 1;
+}
+
+static const luaL_Reg mutex_meth[] = {{"lock", mutex_lock},
+                                      {"trylock", mutex_trylock},
+                                      {"unlock", mutex_unlock},
+                                      {"with", mutex_with},
+                                      {"locked", mutex_locked},
+                                      {NULL, NULL}};
+
+static const luaL_Reg mutex_metameth[] = {{"__gc", mutex_gc},
+                                          {"__close", mutex_gc},
+                                          {"__tostring", mutex_tostring},
+                                          {NULL, NULL}};
+
+static const luaL_Reg sync_seg_meth[] = {{"atomic_load", seg_atomic_load},
+                                         {"atomic_store", seg_atomic_store},
+                                         {"atomic_add", seg_atomic_add},
+                                         {"atomic_cas", seg_atomic_cas},
+                                         {"wait", seg_wait},
+                                         {"wake", seg_wake},
+                                         {NULL, NULL}};
+
+/* With the module table at -2 and the segment metatable at -1; leaves
+ * the stack as it found it. */
+void sync_open(lua_State *L) {
+  seg_setmethods(L, sync_seg_meth);
+
+  lua_pushcfunction(L, shm_clock);
+  lua_setfield(L, -3, "clock");
+
+  lua_pushvalue(L, -1); /* upvalue 1: the segment metatable */
+  luaL_newmetatable(L, MUTEX_TNAME); /* upvalue 2: the mutex metatable */
+  luaL_setfuncs(L, mutex_metameth, 0);
+  luaL_newlib(L, mutex_meth);
+  lua_setfield(L, -2, "__index");
+  lua_pushcclosure(L, shm_mutex, 2);
+  lua_setfield(L, -3, "mutex");
+
+  lua_pushinteger(L, (lua_Integer)sizeof(pthread_mutex_t));
+  lua_setfield(L, -3, "MUTEX_SIZE");
+  lua_pushinteger(L, (lua_Integer)MUTEX_ALIGN);
+  lua_setfield(L, -3, "MUTEX_ALIGN");
+}

@@ -1,0 +1,41 @@
+rockspec_format = "3.0"
+package = "sysvshm"
+version = "scm-1"
+
+source = {
+  url = "git+file:///work/main", -- replaced by the public address when published
+}
+
+description = {
+  summary = "System V shared memory for Lua 5.4",
+  detailed = [[
+shmget, shmat, shmdt and shmctl for Lua 5.4, with attached segments as
+bounds-checked userdata that read and write bytes, strings and typed values.
+No access outside a segment, ever; no system call per read or write.
+]],
+  license = "MIT",
+  labels = { "ipc", "shared-memory", "sysv" },
+}
+
+supported_platforms = { "linux" }
+
+dependencies = {
+  "lua >= 5.4",
+}
+
+build = {
+  type = "builtin",
+  modules = {
+    ["sysvshm.core"] = {
+      sources = { "src/core.c", "src/segment.c", "src/pack.c", "src/sync.c" },
+      defines = { "_GNU_SOURCE" },
+    },
+    ["sysvshm"] = "lua/sysvshm/init.lua",
+    ["sysvshm.options"] = "lua/sysvshm/options.lua",
+    ["sysvshm.demo.writer"] = "lua/demo/writer.lua",
+    ["sysvshm.demo.reader"] = "lua/demo/reader.lua",
+  },
+}
+
+test_dependencies = { "busted" }
+test = { type = "busted" }
