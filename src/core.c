@@ -574,6 +574,7 @@ int luaopen_sysvshm_core(lua_State *L) {
   luaL_newlibtable(L, shm_funcs);
   seg_createmeta(L);
   sync_open(L);
+  channel_open(L);
   luaL_setfuncs(L, shm_funcs, 1); /* every function gets the metatable */
   setconstants(L);
   lua_pushliteral(L, "sysvshm " SYSVSHM_VERSION);

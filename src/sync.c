@@ -28,7 +28,7 @@ struct mutex_align_probe {
 
 /* A timeout argument: none, nil or math.huge mean forever (returns 0);
  * otherwise a finite non-negative number of seconds (returns 1). */
-static int opt_timeout(lua_State *L, int arg, double *seconds) {
+int sync_opttimeout(lua_State *L, int arg, double *seconds) {
   lua_Number t;
 
   if (lua_isnoneornil(L, arg))
@@ -45,7 +45,7 @@ static int opt_timeout(lua_State *L, int arg, double *seconds) {
   return 1;
 }
 
-static void deadline_after(struct timespec *ts, double seconds) {
+void sync_deadline(struct timespec *ts, double seconds) {
   double whole = floor(seconds);
 
   clock_gettime(CLOCK_MONOTONIC, ts);
@@ -95,8 +95,8 @@ static int shm_clock(lua_State *L) {
 /* An offset for an object of width bytes aligned to align: aligned and
  * inside the segment (segments are attached at page boundaries, so an
  * aligned offset is an aligned address). */
-static size_t checkaligned(lua_State *L, int arg, const Segment *s,
-                           size_t width, size_t align) {
+size_t shmL_checkaligned(lua_State *L, int arg, const Segment *s, size_t width,
+                         size_t align) {
   size_t off = shmL_checkoffset(L, arg, s);
 
   if (off % align != 0)
@@ -109,7 +109,7 @@ static size_t checkaligned(lua_State *L, int arg, const Segment *s,
 }
 
 static int64_t *word64(lua_State *L, Segment *s) {
-  return (int64_t *)(void *)(s->addr + checkaligned(L, 2, s, 8, 8));
+  return (int64_t *)(void *)(s->addr + shmL_checkaligned(L, 2, s, 8, 8));
 }
 
 /***
@@ -185,12 +185,16 @@ static long futex(uint32_t *uaddr, int op, uint32_t val,
   return syscall(SYS_futex, uaddr, op, val, timeout, NULL, 0);
 }
 
+int sync_futexwake(uint32_t *word, int n) {
+  return (int)futex(word, FUTEX_WAKE, (uint32_t)n, NULL);
+}
+
 /* Wait while *word == expected, until woken, the deadline (if any) passes,
  * or the Lua interpreter has a signal to handle (lua.c sets a hook on
  * SIGINT; returning lets it raise "interrupted!").  Returns 1 when woken or
  * the word differs, 0 on timeout, -1 with errno on failure. */
-static int futex_wait_until(lua_State *L, uint32_t *word, uint32_t expected,
-                            const struct timespec *deadline) {
+int sync_futexwait(lua_State *L, uint32_t *word, uint32_t expected,
+                   const struct timespec *deadline) {
   lua_Hook hook = lua_gethook(L);
 
   for (;;) {
@@ -237,11 +241,11 @@ static int futex_wait_until(lua_State *L, uint32_t *word, uint32_t expected,
  */
 static int seg_wait(lua_State *L) {
   Segment *s = seg_check(L, 1);
-  uint32_t *word = (uint32_t *)(void *)(s->addr + checkaligned(L, 2, s, 4, 4));
+  uint32_t *word = (uint32_t *)(void *)(s->addr + shmL_checkaligned(L, 2, s, 4, 4));
   uint32_t expected = (uint32_t)shmL_checkint(L, 3);
   struct timespec deadline;
   double seconds;
-  int timed = opt_timeout(L, 4, &seconds);
+  int timed = sync_opttimeout(L, 4, &seconds);
   int r;
 
   if (__atomic_load_n(word, __ATOMIC_SEQ_CST) != expected) {
@@ -250,9 +254,9 @@ static int seg_wait(lua_State *L) {
   }
 
   if (timed)
-    deadline_after(&deadline, seconds);
+    sync_deadline(&deadline, seconds);
 
-  r = futex_wait_until(L, word, expected, timed ? &deadline : NULL);
+  r = sync_futexwait(L, word, expected, timed ? &deadline : NULL);
   if (r < 0)
     return shmL_pusherror(L, "futex");
 
@@ -273,7 +277,7 @@ static int seg_wait(lua_State *L) {
  */
 static int seg_wake(lua_State *L) {
   Segment *s = seg_check(L, 1);
-  uint32_t *word = (uint32_t *)(void *)(s->addr + checkaligned(L, 2, s, 4, 4));
+  uint32_t *word = (uint32_t *)(void *)(s->addr + shmL_checkaligned(L, 2, s, 4, 4));
   lua_Integer n = shmL_optint(L, 3, INT_MAX);
   long r;
 
@@ -351,7 +355,7 @@ static int lock_result(lua_State *L, Mutex *m, int rc) {
 static int mutex_lock(lua_State *L) {
   Mutex *m = mutex_check(L);
   double seconds;
-  int timed = opt_timeout(L, 2, &seconds);
+  int timed = sync_opttimeout(L, 2, &seconds);
   int rc;
 
   if (m->held)
@@ -360,7 +364,7 @@ static int mutex_lock(lua_State *L) {
   if (timed) {
     struct timespec deadline;
 
-    deadline_after(&deadline, seconds);
+    sync_deadline(&deadline, seconds);
     rc = pthread_mutex_clocklock(mutex_ptr(m), CLOCK_MONOTONIC, &deadline);
   } else {
     rc = pthread_mutex_lock(mutex_ptr(m));
@@ -488,7 +492,7 @@ static int mutex_tostring(lua_State *L) {
  */
 static int shm_mutex(lua_State *L) {
   Segment *s = seg_checkw(L, 1);
-  size_t off = checkaligned(L, 2, s, sizeof(pthread_mutex_t), MUTEX_ALIGN);
+  size_t off = shmL_checkaligned(L, 2, s, sizeof(pthread_mutex_t), MUTEX_ALIGN);
   int open = 0;
   Mutex *m;
 

@@ -9,11 +9,13 @@
  *              argument checkers every file uses
  *   pack.c     seg:pack / seg:unpack (string.pack's format, in place)
  *   sync.c     atomics, futex wait/wake, the robust process-shared mutex
+ *   channel.c  a multi-process message queue in a segment region
  */
 #ifndef SYSVSHM_H
 #define SYSVSHM_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "lua.h"
 #include "lauxlib.h"
@@ -63,5 +65,18 @@ int seg_unpack(lua_State *L);
 
 /* sync.c: with the module table at -2 and the segment metatable at -1 */
 void sync_open(lua_State *L);
+
+/* sync.c: helpers for blocking calls (channel.c) */
+struct timespec;
+size_t shmL_checkaligned(lua_State *L, int arg, const Segment *s, size_t width,
+                         size_t align);
+int sync_opttimeout(lua_State *L, int arg, double *seconds); /* 0: for ever */
+void sync_deadline(struct timespec *ts, double seconds);     /* monotonic */
+int sync_futexwait(lua_State *L, uint32_t *word, uint32_t expected,
+                   const struct timespec *deadline); /* 1 woken, 0 timeout, -1 */
+int sync_futexwake(uint32_t *word, int n);
+
+/* channel.c: with the module table at -2 and the segment metatable at -1 */
+void channel_open(lua_State *L);
 
 #endif

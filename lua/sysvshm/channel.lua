@@ -1,0 +1,41 @@
+--- A bounded queue of string messages in a segment, for several senders and
+-- receivers in several processes.
+--
+--     local channel = require "sysvshm.channel"
+--     local ch = channel.new(seg)        -- lay it out in the whole segment
+--     ch:send("hello")                   -- another process: channel.open(seg)
+--     print(ch:recv())                   --> hello
+--
+-- The region takes `channel.HEADER` bytes of bookkeeping; a message may be
+-- up to half the region. No message is lost, duplicated, reordered per
+-- sender or torn; a process killed in the middle of a call leaves the queue
+-- usable. Blocking sleeps on futexes; while the other side keeps up, no
+-- system call is made. Methods: `send(msg [, timeout])`, `recv([timeout])`,
+-- `close()`, `closed()`, `maxsize()`, `pending()`.
+-- @module sysvshm.channel
+local core = require "sysvshm.core"
+
+local M = {
+  HEADER = 320, -- bytes of bookkeeping at the start of the region
+  MIN_SIZE = 1024, -- smallest region
+}
+
+--- Lay a new, empty channel into a segment region.
+-- @tparam segment seg a writable attachment
+-- @tparam[opt=0] integer off region start, a multiple of 64
+-- @tparam[opt] integer size region size in bytes, header included
+--   (default: the rest of the segment; at least `MIN_SIZE`)
+-- @treturn channel
+function M.new(seg, off, size)
+  return core.channel_new(seg, off, size)
+end
+
+--- Use the channel that `new` laid at off (in this or another process).
+-- @tparam segment seg a writable attachment
+-- @tparam[opt=0] integer off
+-- @treturn channel
+function M.open(seg, off)
+  return core.channel_open(seg, off)
+end
+
+return M

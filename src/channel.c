@@ -1,0 +1,517 @@
+/*
+ * A bounded queue of variable-length string messages in a segment region,
+ * for several senders and receivers in several processes.
+ *
+ * Region layout (offsets from the region start; native byte order):
+ *     0  u32 magic "SVCH", u32 version
+ *     8  u64 capacity (bytes of the ring), u64 region size
+ *    24  u32 closed
+ *    64  u64 tail (bytes ever sent), u32 data_seq, u32 send_waiters
+ *   128  u64 head (bytes ever received), u32 space_seq, u32 recv_waiters
+ *   192  robust mutex serialising senders
+ *   256  robust mutex serialising receivers
+ *   320  the ring: records of an 8-byte length and the message padded to 8
+ *        bytes, wrapping around the end of the ring.
+ *
+ * Senders own tail, receivers own head; a message is published by the store
+ * of tail after its bytes are written, and consumed by the store of head
+ * after they are copied out, so a process that dies mid-call leaves the
+ * queue consistent (its robust mutex passes to the next caller).  Blocking
+ * sleeps on data_seq/space_seq with futexes, and a side only makes the wake
+ * system call when the other side has registered a waiter.  Lengths and
+ * positions read from shared memory are validated before use, so a corrupt
+ * region raises an error and never reads or writes outside the segment.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "sysvshm.h"
+
+#define CHANNEL_TNAME "sysvshm.channel"
+#define CH_MAGIC 0x48435653u /* "SVCH" */
+#define CH_VERSION 1u
+#define CH_HEADER 320u
+#define CH_MIN_REGION 1024u
+#define CH_ALIGN 64u
+
+typedef struct ChHeader {
+  uint32_t magic, version;
+  uint64_t capacity, region;
+  uint32_t closed;
+  unsigned char pad0[64 - 28];
+  uint64_t tail;
+  uint32_t data_seq, send_waiters;
+  unsigned char pad1[64 - 16];
+  uint64_t head;
+  uint32_t space_seq, recv_waiters;
+  unsigned char pad2[64 - 16];
+  pthread_mutex_t send_lock;
+  unsigned char pad3[64 - sizeof(pthread_mutex_t)];
+  pthread_mutex_t recv_lock;
+  unsigned char pad4[64 - sizeof(pthread_mutex_t)];
+} ChHeader;
+
+typedef char ch_header_size_check[sizeof(ChHeader) == CH_HEADER ? 1 : -1];
+
+/* The Lua handle.  The segment is kept alive in the user value. */
+typedef struct Channel {
+  Segment *seg;
+  size_t off;      /* region start in the segment */
+  size_t region;   /* region size, header included */
+  size_t maxmsg;   /* largest message accepted */
+  char *buf;       /* receive buffer: filled under the lock, pushed after */
+  size_t bufsize;
+} Channel;
+
+#define CH_MT_UPVALUE lua_upvalueindex(2)
+
+/* How a send or receive ended, besides success. */
+enum { CH_OK, CH_TIMEOUT, CH_CLOSED, CH_CORRUPT, CH_NOMEM };
+
+static size_t round8(size_t n) { return (n + 7u) & ~(size_t)7u; }
+
+static ChHeader *header(const Channel *c) {
+  return (ChHeader *)(void *)(c->seg->addr + c->off);
+}
+
+static unsigned char *ring(const Channel *c) {
+  return c->seg->addr + c->off + CH_HEADER;
+}
+
+static Channel *ch_check(lua_State *L) {
+  Channel *c = (Channel *)luaL_checkudata(L, 1, CHANNEL_TNAME);
+
+  if (c->seg->addr == NULL)
+    luaL_error(L, "attempt to use a channel in a detached segment");
+
+  return c;
+}
+
+/* ---- locking ------------------------------------------------------------- */
+
+/* 1 locked, 0 timed out; raises on other failures (nothing is held then). */
+static int ch_lock(lua_State *L, pthread_mutex_t *m,
+                   const struct timespec *deadline) {
+  int rc = deadline ? pthread_mutex_clocklock(m, CLOCK_MONOTONIC, deadline)
+                    : pthread_mutex_lock(m);
+
+  if (rc == EOWNERDEAD) { /* the queue is consistent at every store */
+    pthread_mutex_consistent(m);
+    return 1;
+  }
+
+  if (rc == ETIMEDOUT)
+    return 0;
+
+  if (rc != 0)
+    luaL_error(L, "channel lock: %s", strerror(rc));
+
+  return 1;
+}
+
+/* Sleep until *seq changes from seen (or the deadline); counts the sleeper
+ * in *waiters so the other side knows to wake it.  1 woken, 0 timeout. */
+static int ch_sleep(lua_State *L, uint32_t *seq, uint32_t seen,
+                    uint32_t *waiters, const struct timespec *deadline) {
+  int r;
+
+  __atomic_fetch_add(waiters, 1, __ATOMIC_SEQ_CST);
+  r = sync_futexwait(L, seq, seen, deadline);
+  __atomic_fetch_sub(waiters, 1, __ATOMIC_SEQ_CST);
+  return r < 0 ? 1 : r; /* a failed wait is a spurious wake-up: look again */
+}
+
+static void ch_signal(uint32_t *seq, uint32_t *waiters) {
+  __atomic_fetch_add(seq, 1, __ATOMIC_SEQ_CST);
+  if (__atomic_load_n(waiters, __ATOMIC_SEQ_CST) != 0)
+    sync_futexwake(seq, INT32_MAX);
+}
+
+/* Copy into / out of the ring at byte position pos (mod capacity). */
+static void ring_put(unsigned char *r, uint64_t cap, uint64_t pos,
+                     const void *src, size_t n) {
+  size_t i = (size_t)(pos % cap);
+  size_t first = n < cap - i ? n : (size_t)(cap - i);
+
+  memcpy(r + i, src, first);
+  memcpy(r, (const unsigned char *)src + first, n - first);
+}
+
+static void ring_get(const unsigned char *r, uint64_t cap, uint64_t pos,
+                     void *dst, size_t n) {
+  size_t i = (size_t)(pos % cap);
+  size_t first = n < cap - i ? n : (size_t)(cap - i);
+
+  memcpy(dst, r + i, first);
+  memcpy((unsigned char *)dst + first, r, n - first);
+}
+
+/* ---- operations ---------------------------------------------------------- */
+
+/***
+ * Send a message; waits while the channel is full.
+ * @function channel:send
+ * @tparam string msg at most `ch:maxsize()` bytes
+ * @tparam[opt] number timeout seconds (default: for ever)
+ * @treturn[1] true
+ * @treturn[2] false
+ * @treturn[2] string "timeout" or "closed"
+ */
+static int ch_send(lua_State *L) {
+  Channel *c = ch_check(L);
+  size_t len;
+  const char *msg = luaL_checklstring(L, 2, &len);
+  struct timespec deadline;
+  double seconds;
+  int timed = sync_opttimeout(L, 3, &seconds);
+  ChHeader *h = header(c);
+  uint64_t cap = h->capacity, need, tail;
+  int why = CH_OK;
+
+  if (len > c->maxmsg)
+    luaL_argerror(L, 2,
+                  lua_pushfstring(L, "message of %I bytes is larger than the "
+                                     "channel accepts (%I)",
+                                  (lua_Integer)len, (lua_Integer)c->maxmsg));
+
+  if (timed)
+    sync_deadline(&deadline, seconds);
+
+  need = 8u + round8(len);
+  if (!ch_lock(L, &h->send_lock, timed ? &deadline : NULL)) {
+    lua_pushboolean(L, 0);
+    lua_pushliteral(L, "timeout");
+    return 2;
+  }
+
+  tail = h->tail; /* ours while we hold the send lock */
+  for (;;) {
+    uint32_t seen = __atomic_load_n(&h->space_seq, __ATOMIC_SEQ_CST);
+    uint64_t head = __atomic_load_n(&h->head, __ATOMIC_SEQ_CST);
+
+    if (__atomic_load_n(&h->closed, __ATOMIC_SEQ_CST)) {
+      why = CH_CLOSED;
+      break;
+    }
+
+    if (tail - head > cap) { /* impossible unless the region is corrupt */
+      why = CH_CORRUPT;
+      break;
+    }
+
+    if (cap - (tail - head) >= need) {
+      uint64_t n = len;
+
+      ring_put(ring(c), cap, tail, &n, 8);
+      ring_put(ring(c), cap, tail + 8, msg, len);
+      __atomic_store_n(&h->tail, tail + need, __ATOMIC_SEQ_CST);
+      ch_signal(&h->data_seq, &h->recv_waiters);
+      break;
+    }
+
+    if (!ch_sleep(L, &h->space_seq, seen, &h->send_waiters,
+                  timed ? &deadline : NULL)) {
+      why = CH_TIMEOUT;
+      break;
+    }
+  }
+
+  pthread_mutex_unlock(&h->send_lock);
+  if (why == CH_CORRUPT)
+    luaL_error(L, "channel region is corrupt (head/tail out of range)");
+
+  lua_pushboolean(L, why == CH_OK);
+  if (why == CH_OK)
+    return 1;
+
+  lua_pushstring(L, why == CH_CLOSED ? "closed" : "timeout");
+  return 2;
+}
+
+/***
+ * Receive a message; waits while the channel is empty.  After close, the
+ * messages still queued are received first.
+ * @function channel:recv
+ * @tparam[opt] number timeout seconds (default: for ever)
+ * @treturn[1] string the message
+ * @treturn[2] nil
+ * @treturn[2] string "timeout" or "closed"
+ */
+static int ch_recv(lua_State *L) {
+  Channel *c = ch_check(L);
+  struct timespec deadline;
+  double seconds;
+  int timed = sync_opttimeout(L, 2, &seconds);
+  ChHeader *h = header(c);
+  uint64_t cap = h->capacity, head, len = 0;
+  int why = CH_OK;
+
+  if (timed)
+    sync_deadline(&deadline, seconds);
+
+  if (!ch_lock(L, &h->recv_lock, timed ? &deadline : NULL)) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "timeout");
+    return 2;
+  }
+
+  head = h->head; /* ours while we hold the receive lock */
+  for (;;) {
+    uint32_t seen = __atomic_load_n(&h->data_seq, __ATOMIC_SEQ_CST);
+    uint64_t tail = __atomic_load_n(&h->tail, __ATOMIC_SEQ_CST);
+
+    if (tail != head) {
+      uint64_t avail = tail - head;
+
+      ring_get(ring(c), cap, head, &len, 8);
+      if (avail > cap || avail < 8 || len > avail - 8 || len > c->maxmsg) {
+        why = CH_CORRUPT;
+        break;
+      }
+
+      if (len > c->bufsize) { /* malloc, not Lua: no error with the lock held */
+        char *nb = realloc(c->buf, (size_t)len);
+
+        if (nb == NULL) {
+          why = CH_NOMEM;
+          break;
+        }
+
+        c->buf = nb;
+        c->bufsize = (size_t)len;
+      }
+
+      ring_get(ring(c), cap, head + 8, c->buf, (size_t)len);
+      __atomic_store_n(&h->head, head + 8u + round8((size_t)len),
+                       __ATOMIC_SEQ_CST);
+      ch_signal(&h->space_seq, &h->send_waiters);
+      break;
+    }
+
+    if (__atomic_load_n(&h->closed, __ATOMIC_SEQ_CST)) {
+      why = CH_CLOSED;
+      break;
+    }
+
+    if (!ch_sleep(L, &h->data_seq, seen, &h->recv_waiters,
+                  timed ? &deadline : NULL)) {
+      why = CH_TIMEOUT;
+      break;
+    }
+  }
+
+  pthread_mutex_unlock(&h->recv_lock);
+  switch (why) {
+  case CH_OK:
+    lua_pushlstring(L, c->buf ? c->buf : "", (size_t)len);
+    return 1;
+
+  case CH_CORRUPT:
+    return luaL_error(L, "channel region is corrupt (bad message length)");
+
+  case CH_NOMEM:
+    return luaL_error(L, "not enough memory to receive a message of %I bytes",
+                      (lua_Integer)len);
+
+  default:
+    lua_pushnil(L);
+    lua_pushstring(L, why == CH_CLOSED ? "closed" : "timeout");
+    return 2;
+  }
+}
+
+/***
+ * Close the channel: senders get false, "closed"; receivers get what is
+ * still queued, then nil, "closed".
+ * @function channel:close
+ */
+static int ch_close(lua_State *L) {
+  Channel *c = ch_check(L);
+  ChHeader *h = header(c);
+
+  __atomic_store_n(&h->closed, 1u, __ATOMIC_SEQ_CST);
+  __atomic_fetch_add(&h->data_seq, 1, __ATOMIC_SEQ_CST);
+  __atomic_fetch_add(&h->space_seq, 1, __ATOMIC_SEQ_CST);
+  sync_futexwake(&h->data_seq, INT32_MAX);
+  sync_futexwake(&h->space_seq, INT32_MAX);
+  return 0;
+}
+
+/***
+ * Whether the channel was closed.
+ * @function channel:closed
+ * @treturn boolean
+ */
+static int ch_closed(lua_State *L) {
+  Channel *c = ch_check(L);
+
+  lua_pushboolean(L, __atomic_load_n(&header(c)->closed, __ATOMIC_SEQ_CST));
+  return 1;
+}
+
+/***
+ * The largest message the channel accepts (half its region).
+ * @function channel:maxsize
+ * @treturn integer
+ */
+static int ch_maxsize(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)ch_check(L)->maxmsg);
+  return 1;
+}
+
+/***
+ * Bytes queued (records with their 8-byte headers and padding).
+ * @function channel:pending
+ * @treturn integer
+ */
+static int ch_pending(lua_State *L) {
+  ChHeader *h = header(ch_check(L));
+  uint64_t tail = __atomic_load_n(&h->tail, __ATOMIC_SEQ_CST);
+  uint64_t head = __atomic_load_n(&h->head, __ATOMIC_SEQ_CST);
+
+  lua_pushinteger(L, (lua_Integer)(tail - head));
+  return 1;
+}
+
+static int ch_gc(lua_State *L) {
+  Channel *c = (Channel *)luaL_checkudata(L, 1, CHANNEL_TNAME);
+
+  free(c->buf);
+  c->buf = NULL;
+  c->bufsize = 0;
+  return 0;
+}
+
+static int ch_tostring(lua_State *L) {
+  Channel *c = (Channel *)luaL_checkudata(L, 1, CHANNEL_TNAME);
+
+  lua_pushfstring(L, "%s (segment %d, offset %I, %I bytes)", CHANNEL_TNAME,
+                  c->seg->id, (lua_Integer)c->off, (lua_Integer)c->region);
+  return 1;
+}
+
+/* ---- construction -------------------------------------------------------- */
+
+static Channel *ch_push(lua_State *L, Segment *s, size_t off, size_t region) {
+  Channel *c = (Channel *)lua_newuserdatauv(L, sizeof *c, 1);
+
+  c->seg = s;
+  c->off = off;
+  c->region = region;
+  c->maxmsg = region / 2;
+  c->buf = NULL;
+  c->bufsize = 0;
+  lua_pushvalue(L, CH_MT_UPVALUE);
+  lua_setmetatable(L, -2);
+  lua_pushvalue(L, 1);
+  lua_setiuservalue(L, -2, 1); /* keep the segment alive */
+  return c;
+}
+
+static int init_lock(pthread_mutex_t *m) {
+  pthread_mutexattr_t a;
+  int rc = pthread_mutexattr_init(&a);
+
+  if (rc == 0)
+    rc = pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
+  if (rc == 0)
+    rc = pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
+  if (rc == 0)
+    rc = pthread_mutex_init(m, &a);
+
+  pthread_mutexattr_destroy(&a);
+  return rc;
+}
+
+/* channel_new(seg [, off [, size]]) */
+static int ch_new(lua_State *L) {
+  Segment *s = seg_checkw(L, 1);
+  size_t off = lua_isnoneornil(L, 2) ? 0 : shmL_checkaligned(L, 2, s, 0, CH_ALIGN);
+  size_t region = s->size - off;
+  ChHeader *h;
+  Channel *c;
+  int rc;
+
+  if (!lua_isnoneornil(L, 3)) {
+    lua_Integer n = shmL_checkint(L, 3);
+
+    if (n < 0)
+      luaL_argerror(L, 3, "size must not be negative");
+
+    shmL_checkrange(L, 3, s, off, (size_t)n);
+    region = (size_t)n;
+  }
+
+  if (region < CH_MIN_REGION)
+    luaL_argerror(L, lua_isnoneornil(L, 3) ? 2 : 3,
+                  lua_pushfstring(L, "a channel needs at least %d bytes",
+                                  (int)CH_MIN_REGION));
+
+  c = ch_push(L, s, off, region);
+  h = header(c);
+  memset(h, 0, sizeof *h);
+  h->capacity = (region - CH_HEADER) & ~(uint64_t)7u;
+  h->region = region;
+  rc = init_lock(&h->send_lock);
+  if (rc == 0)
+    rc = init_lock(&h->recv_lock);
+  if (rc != 0) {
+    errno = rc;
+    return shmL_pusherror(L, "pthread_mutex_init");
+  }
+
+  h->version = CH_VERSION;
+  __atomic_store_n(&h->magic, CH_MAGIC, __ATOMIC_SEQ_CST); /* last: ready */
+  return 1;
+}
+
+/* channel_open(seg [, off]) */
+static int ch_open(lua_State *L) {
+  Segment *s = seg_checkw(L, 1);
+  size_t off = lua_isnoneornil(L, 2) ? 0 : shmL_checkaligned(L, 2, s, 0, CH_ALIGN);
+  ChHeader *h;
+  uint64_t cap, region;
+
+  if (s->size - off < CH_MIN_REGION)
+    luaL_argerror(L, 2, "no channel here (region too small)");
+
+  h = (ChHeader *)(void *)(s->addr + off);
+  if (__atomic_load_n(&h->magic, __ATOMIC_SEQ_CST) != CH_MAGIC ||
+      h->version != CH_VERSION)
+    luaL_argerror(L, 2, "no channel here (bad magic or version)");
+
+  cap = h->capacity;
+  region = h->region;
+  if (region < CH_MIN_REGION || region > s->size - off || cap % 8 != 0 ||
+      cap != ((region - CH_HEADER) & ~(uint64_t)7u))
+    luaL_argerror(L, 2, "no channel here (sizes out of range)");
+
+  ch_push(L, s, off, (size_t)region);
+  return 1;
+}
+
+static const luaL_Reg ch_meth[] = {{"send", ch_send},       {"recv", ch_recv},
+                                   {"close", ch_close},     {"closed", ch_closed},
+                                   {"maxsize", ch_maxsize}, {"pending", ch_pending},
+                                   {NULL, NULL}};
+
+static const luaL_Reg ch_metameth[] = {
+    {"__gc", ch_gc}, {"__tostring", ch_tostring}, {NULL, NULL}};
+
+void channel_open(lua_State *L) {
+  lua_pushvalue(L, -1); /* upvalue 1: the segment metatable */
+  luaL_newmetatable(L, CHANNEL_TNAME); /* upvalue 2 */
+  luaL_setfuncs(L, ch_metameth, 0);
+  luaL_newlib(L, ch_meth);
+  lua_setfield(L, -2, "__index");
+  lua_pushvalue(L, -2);
+  lua_pushvalue(L, -2);
+  lua_pushcclosure(L, ch_new, 2);
+  lua_setfield(L, -5, "channel_new");
+  lua_pushcclosure(L, ch_open, 2);
+  lua_setfield(L, -3, "channel_open");
+}
