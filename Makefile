@@ -33,7 +33,7 @@ DEMOS   = $(wildcard lua/demo/*.lua)
 export LUA_PATH_5_4  := $(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(LUA_PATH_5_4);;
 export LUA_CPATH_5_4 := $(CURDIR)/$(BUILD)/?.so;$(LUA_CPATH_5_4);;
 
-.PHONY: all test demo install uninstall clean
+.PHONY: all test demo bench install uninstall clean
 
 all: $(MODULE)
 
@@ -46,6 +46,9 @@ test: $(MODULE)
 
 demo: $(MODULE)
 	sh lua/demo/run.sh
+
+bench: $(MODULE)
+	sh bench/run.sh
 
 install: $(MODULE)
 	install -d $(DESTDIR)$(LUA_LIBDIR)/sysvshm $(DESTDIR)$(LUA_SHAREDIR)/sysvshm/demo
