@@ -70,7 +70,9 @@ typedef struct Channel {
 #define CH_MT_UPVALUE lua_upvalueindex(2)
 
 /* How a send or receive ended, besides success. */
-enum { CH_OK, CH_TIMEOUT, CH_CLOSED, CH_CORRUPT, CH_NOMEM };
+enum { CH_OK, CH_TIMEOUT, CH_CLOSED, CH_INTERRUPTED, CH_CORRUPT, CH_NOMEM };
+
+static const char *const ch_why[] = {"ok", "timeout", "closed", "interrupted"};
 
 static size_t round8(size_t n) { return (n + 7u) & ~(size_t)7u; }
 
@@ -114,7 +116,9 @@ static int ch_lock(lua_State *L, pthread_mutex_t *m,
 }
 
 /* Sleep until *seq changes from seen (or the deadline); counts the sleeper
- * in *waiters so the other side knows to wake it.  1 woken, 0 timeout. */
+ * in *waiters so the other side knows to wake it.  CH_OK when woken (look
+ * again), CH_TIMEOUT, or CH_INTERRUPTED when lua.c has a signal (Ctrl-C)
+ * to raise as soon as we return. */
 static int ch_sleep(lua_State *L, uint32_t *seq, uint32_t seen,
                     uint32_t *waiters, const struct timespec *deadline) {
   int r;
@@ -122,7 +126,11 @@ static int ch_sleep(lua_State *L, uint32_t *seq, uint32_t seen,
   __atomic_fetch_add(waiters, 1, __ATOMIC_SEQ_CST);
   r = sync_futexwait(L, seq, seen, deadline);
   __atomic_fetch_sub(waiters, 1, __ATOMIC_SEQ_CST);
-  return r < 0 ? 1 : r; /* a failed wait is a spurious wake-up: look again */
+  switch (r) {
+  case 0: return CH_TIMEOUT;
+  case 2: return CH_INTERRUPTED;
+  default: return CH_OK; /* woken, or a failed wait: look again */
+  }
 }
 
 static void ch_signal(uint32_t *seq, uint32_t *waiters) {
@@ -213,11 +221,10 @@ static int ch_send(lua_State *L) {
       break;
     }
 
-    if (!ch_sleep(L, &h->space_seq, seen, &h->send_waiters,
-                  timed ? &deadline : NULL)) {
-      why = CH_TIMEOUT;
+    why = ch_sleep(L, &h->space_seq, seen, &h->send_waiters,
+                   timed ? &deadline : NULL);
+    if (why != CH_OK)
       break;
-    }
   }
 
   pthread_mutex_unlock(&h->send_lock);
@@ -228,7 +235,7 @@ static int ch_send(lua_State *L) {
   if (why == CH_OK)
     return 1;
 
-  lua_pushstring(L, why == CH_CLOSED ? "closed" : "timeout");
+  lua_pushstring(L, ch_why[why]);
   return 2;
 }
 
@@ -297,11 +304,10 @@ static int ch_recv(lua_State *L) {
       break;
     }
 
-    if (!ch_sleep(L, &h->data_seq, seen, &h->recv_waiters,
-                  timed ? &deadline : NULL)) {
-      why = CH_TIMEOUT;
+    why = ch_sleep(L, &h->data_seq, seen, &h->recv_waiters,
+                   timed ? &deadline : NULL);
+    if (why != CH_OK)
       break;
-    }
   }
 
   pthread_mutex_unlock(&h->recv_lock);
@@ -319,7 +325,7 @@ static int ch_recv(lua_State *L) {
 
   default:
     lua_pushnil(L);
-    lua_pushstring(L, why == CH_CLOSED ? "closed" : "timeout");
+    lua_pushstring(L, ch_why[why]);
     return 2;
   }
 }

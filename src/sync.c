@@ -192,7 +192,8 @@ int sync_futexwake(uint32_t *word, int n) {
 /* Wait while *word == expected, until woken, the deadline (if any) passes,
  * or the Lua interpreter has a signal to handle (lua.c sets a hook on
  * SIGINT; returning lets it raise "interrupted!").  Returns 1 when woken or
- * the word differs, 0 on timeout, -1 with errno on failure. */
+ * the word differs, 0 on timeout, 2 for the interpreter's signal, -1 with
+ * errno on failure. */
 int sync_futexwait(lua_State *L, uint32_t *word, uint32_t expected,
                    const struct timespec *deadline) {
   lua_Hook hook = lua_gethook(L);
@@ -215,7 +216,7 @@ int sync_futexwait(lua_State *L, uint32_t *word, uint32_t expected,
 
     case EINTR: /* resume, unless the interpreter has a signal pending */
       if (lua_gethook(L) != hook)
-        return 1;
+        return 2;
       break;
 
     default:
@@ -260,8 +261,8 @@ static int seg_wait(lua_State *L) {
   if (r < 0)
     return shmL_pusherror(L, "futex");
 
-  lua_pushboolean(L, r);
-  if (r)
+  lua_pushboolean(L, r != 0); /* after a signal: a spurious wake-up */
+  if (r != 0)
     return 1;
 
   lua_pushliteral(L, "timeout");

@@ -73,7 +73,8 @@ size_t shmL_checkaligned(lua_State *L, int arg, const Segment *s, size_t width,
 int sync_opttimeout(lua_State *L, int arg, double *seconds); /* 0: for ever */
 void sync_deadline(struct timespec *ts, double seconds);     /* monotonic */
 int sync_futexwait(lua_State *L, uint32_t *word, uint32_t expected,
-                   const struct timespec *deadline); /* 1 woken, 0 timeout, -1 */
+                   const struct timespec *deadline); /* 1 woken, 0 timeout,
+                                                          2 signal, -1 */
 int sync_futexwake(uint32_t *word, int n);
 
 /* channel.c: with the module table at -2 and the segment metatable at -1 */
