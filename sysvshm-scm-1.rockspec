@@ -31,9 +31,8 @@ build = {
       defines = { "_GNU_SOURCE" },
     },
     ["sysvshm"] = "lua/sysvshm/init.lua",
-    ["sysvshm.options"] = "lua/sysvshm/options.lua",
-    ["sysvshm.demo.writer"] = "lua/demo/writer.lua",
-    ["sysvshm.demo.reader"] = "lua/demo/reader.lua",
+    ["sysvshm.channel"] = "lua/sysvshm/channel.lua",
+    ["sysvshm.layout"] = "lua/sysvshm/layout.lua",
   },
 }
 
