@@ -1,0 +1,285 @@
+--- Shared helpers for the busted specs.
+--
+--     local h = require "helpers"      -- .busted puts ./spec/?.lua on the path
+--     local shm = h.shm                -- the module under test
+--     after_each(h.cleanup)            -- removes whatever the test tracked
+--
+-- Everything a spec creates goes through `h.track*` (or the helpers that
+-- call them) so that `h.cleanup` can detach and remove it even when the test
+-- fails half way; busted's `finally` keeps only one handler per test, so a
+-- list is used instead.
+--
+-- Child processes: `h.run_lua(code, args)` runs a chunk under a fresh
+-- `lua5.4` that finds the in-tree module through LUA_PATH_5_4/LUA_CPATH_5_4
+-- (set explicitly to absolute paths, never plain LUA_PATH/LUA_CPATH, which
+-- the Lua 5.1 launcher of busted would read too); `h.run_lua_as_nobody`
+-- does the same as user nobody through setpriv, after `h.nobody_ok()`
+-- said it can.
+local M = {}
+
+local shm = require "sysvshm"
+M.shm = shm
+
+-- ---- small utilities -------------------------------------------------------
+
+--- Quote a string for /bin/sh.
+function M.quote(s)
+  return "'" .. tostring(s):gsub("'", [['\'']]) .. "'"
+end
+
+--- Run a shell command; returns a table {ok, code, stdout, stderr}.
+-- ok is true when the command exited with status 0; code is the exit status
+-- (or the signal number when `how` is "signal").
+function M.sh(cmd)
+  local errfile = os.tmpname()
+  local p = assert(io.popen("(" .. cmd .. ") 2>" .. M.quote(errfile), "r"))
+  local out = p:read("a")
+  local ok, how, code = p:close()
+  local f = io.open(errfile, "rb")
+  local err = f and f:read("a") or ""
+  if f then f:close() end
+  os.remove(errfile)
+  return { ok = ok == true, how = how, code = code, stdout = out, stderr = err }
+end
+
+-- The directory of this file, made absolute, is <root>/spec.
+local function find_root()
+  local src = debug.getinfo(1, "S").source
+  local dir = src:match("^@(.*)/[^/]*$") or "."
+  local r = M.sh("cd " .. M.quote(dir .. "/..") .. " && pwd -P")
+  assert(r.ok, "cannot find the repository root: " .. r.stderr)
+  return (r.stdout:gsub("\n$", ""))
+end
+
+--- Absolute path of the repository root.
+M.root = find_root()
+
+--- The 5.4-only search paths for children: the in-tree Lua modules and the
+-- in-tree build, then (";;") Lua's defaults.
+M.lua_path = M.root .. "/lua/?.lua;" .. M.root .. "/lua/?/init.lua;;"
+M.lua_cpath = M.root .. "/build/?.so;;"
+
+--- The interpreter the children run.
+M.lua = "lua5.4"
+
+--- A shell prefix that runs a command with the in-tree paths set (and no
+-- LUA_INIT), from the repository root: `h.lua_env() .. "lua5.4 x.lua"`.
+function M.lua_env()
+  return "cd " .. M.quote(M.root) .. " && env -u LUA_INIT -u LUA_INIT_5_4"
+    .. " LUA_PATH_5_4=" .. M.quote(M.lua_path)
+    .. " LUA_CPATH_5_4=" .. M.quote(M.lua_cpath) .. " "
+end
+
+--- The pid of this (the test) process.
+function M.pid()
+  local f = assert(io.open("/proc/self/stat", "r"))
+  local line = f:read("l")
+  f:close()
+  return math.tointeger(tonumber(line:match("^(%d+)")))
+end
+
+--- The real uid of this process (from /proc, so no child is involved).
+function M.uid()
+  local f = assert(io.open("/proc/self/status", "r"))
+  local s = f:read("a")
+  f:close()
+  return math.tointeger(tonumber(s:match("\nUid:%s+(%d+)")))
+end
+
+-- ---- cleanup -------------------------------------------------------------
+
+local ids = {}                                  -- segment ids to remove
+local segs = setmetatable({}, { __mode = "k" }) -- attachments to detach (weak,
+                                                -- so GC tests still work)
+local files = {}                                -- temporary files to delete
+
+--- Remember a segment id for removal by `cleanup`; returns id.
+function M.track(id)
+  if math.type(id) == "integer" then ids[#ids + 1] = id end
+  return id
+end
+
+--- Remember an attachment for detaching by `cleanup`; returns seg.
+function M.track_segment(seg)
+  if seg ~= nil then segs[seg] = true end
+  return seg
+end
+
+--- A new temporary file (empty, existing), deleted by `cleanup`.
+function M.tmpfile()
+  local name = os.tmpname()
+  files[#files + 1] = name
+  return name
+end
+
+--- Detach every tracked attachment, remove every tracked segment and delete
+-- the temporary files. Never raises; use as `after_each(h.cleanup)`.
+function M.cleanup()
+  for seg in pairs(segs) do
+    pcall(seg.detach, seg)
+    segs[seg] = nil
+  end
+  for i = #ids, 1, -1 do
+    pcall(shm.remove, ids[i])
+    ids[i] = nil
+  end
+  for i = #files, 1, -1 do
+    os.remove(files[i])
+    files[i] = nil
+  end
+end
+
+--- Create an IPC_PRIVATE segment (opts as shm.create) and track it.
+-- Raises if creation fails.
+function M.new_id(size, opts)
+  local id, msg = shm.create(shm.IPC_PRIVATE, size or 64, opts)
+  assert(id, msg)
+  return M.track(id)
+end
+
+--- Attach (opts as shm.attach) and track the attachment. Raises on failure.
+function M.attach(id, opts)
+  local seg, msg = shm.attach(id, opts)
+  assert(seg, msg)
+  return M.track_segment(seg)
+end
+
+--- A tracked private segment, attached read-write: returns seg, id.
+function M.new_segment(size, opts)
+  local id = M.new_id(size, opts)
+  return M.attach(id), id
+end
+
+--- The line `ipcs -m` prints for a segment id, parsed: {key, shmid, owner,
+-- perms, bytes, nattch, status} (perms as printed, e.g. "600"), or nil.
+function M.ipcs(id)
+  local r = M.sh("ipcs -m")
+  assert(r.ok, "ipcs -m failed: " .. r.stderr)
+  for line in r.stdout:gmatch("[^\n]+") do
+    local key, shmid, owner, perms, bytes, nattch, status = line:match(
+      "^(0x%x+)%s+(%d+)%s+(%S+)%s+(%d+)%s+(%d+)%s+(%d+)%s*(.-)%s*$")
+    if shmid and tonumber(shmid) == id then
+      return { key = key, shmid = tonumber(shmid), owner = owner, perms = perms,
+               bytes = tonumber(bytes), nattch = tonumber(nattch),
+               status = status }
+    end
+  end
+  return nil
+end
+
+-- ---- values from the C headers ---------------------------------------------
+
+local cvalues_cache = {}
+
+--- Integer values of C expressions, read by compiling a small program with
+-- `cc` (an independent view of the system headers and libc). exprs: a list
+-- whose entries are macro names ("IPC_CREAT") or {label, C expression}
+-- pairs ({"key", 'ftok("/tmp", 65)'}); headers: list of headers to include.
+-- Returns a table label -> integer, or nil and a reason (no compiler,
+-- compile error).
+function M.c_values(exprs, headers)
+  local src = { "#include <stdio.h>" }
+  for _, hdr in ipairs(headers) do src[#src + 1] = "#include <" .. hdr .. ">" end
+  src[#src + 1] = "int main(void) {"
+  for _, e in ipairs(exprs) do
+    local label, expr = e, e
+    if type(e) == "table" then label, expr = e[1], e[2] end
+    assert(label:match("^[%w_]+$"), "bad label " .. label)
+    src[#src + 1] = ('  printf("%s %%lld\\n", (long long)(%s));'):format(label, expr)
+  end
+  local key = table.concat(src, "\n")
+  if cvalues_cache[key] then return cvalues_cache[key] end
+  src[#src + 1] = "  return 0;\n}\n"
+
+  local r = M.sh("command -v cc")
+  if not r.ok then return nil, "no C compiler (cc) found" end
+
+  local dir = M.sh("mktemp -d")
+  if not dir.ok then return nil, "mktemp -d failed: " .. dir.stderr end
+  dir = dir.stdout:gsub("\n$", "")
+  local f = assert(io.open(dir .. "/values.c", "w"))
+  f:write(table.concat(src, "\n"))
+  f:close()
+
+  local exe = M.quote(dir .. "/values")
+  r = M.sh("cc -D_GNU_SOURCE -o " .. exe .. " " .. M.quote(dir .. "/values.c")
+    .. " && " .. exe)
+  M.sh("rm -rf " .. M.quote(dir))
+  if not r.ok then return nil, "cannot compile the header probe: " .. r.stderr end
+
+  local t = {}
+  for n, v in r.stdout:gmatch("(%S+) (%-?%d+)") do t[n] = math.tointeger(tonumber(v)) end
+  cvalues_cache[key] = t
+  return t
+end
+
+-- ---- child processes -------------------------------------------------------
+
+-- Lua source for a value passed to a child (nil, booleans, numbers, strings).
+local function literal(v)
+  local t = type(v)
+  if t == "number" or t == "string" then return ("%q"):format(v) end
+  if t == "nil" or t == "boolean" then return tostring(v) end
+  error("cannot pass a " .. t .. " to a child process", 3)
+end
+
+-- The shell command that runs `code` with `args` under lua5.4; `prefix` goes
+-- just before the interpreter (e.g. setpriv ...).
+local function lua_command(code, args, prefix)
+  args = args or {}
+  local lits = {}
+  for i = 1, (args.n or #args) do lits[i] = literal(args[i]) end
+  local chunk = ("assert(load(%q, '=child'))(%s)"):format(code, table.concat(lits, ", "))
+  return M.lua_env() .. (prefix or "") .. M.lua .. " -e " .. M.quote(chunk)
+end
+
+--- Run a Lua chunk in a new lua5.4 process that finds the in-tree build.
+-- args: a list of plain values the chunk receives as `...`.
+-- Returns {ok, code, stdout, stderr} as `h.sh`.
+function M.run_lua(code, args)
+  return M.sh(lua_command(code, args))
+end
+
+local NOBODY = "setpriv --reuid=nobody --regid=nogroup --clear-groups "
+
+local nobody_status
+
+--- Whether children can run as user nobody: true, or false and a reason
+-- (not root, no setpriv, or the checkout not readable by nobody).
+function M.nobody_ok()
+  if nobody_status then return table.unpack(nobody_status) end
+
+  local why
+  if M.uid() ~= 0 then
+    why = "not running as root, cannot switch to user nobody"
+  elseif not M.sh("command -v setpriv").ok then
+    why = "setpriv not found"
+  else
+    local probe = M.sh(M.lua_env() .. NOBODY .. "sh -c "
+      .. M.quote("test -r lua/sysvshm/init.lua && test -r build/sysvshm/core.so"))
+    if not probe.ok then
+      why = "the checkout " .. M.root .. " (its lua/ and build/) is not readable"
+        .. " by user nobody; a permission test needs it to be"
+    else
+      local r = M.sh(lua_command('require "sysvshm"; io.write("ok")', nil, NOBODY))
+      if r.stdout ~= "ok" then
+        why = "user nobody cannot load the module: " .. r.stderr
+      end
+    end
+  end
+  nobody_status = { why == nil, why }
+  return why == nil, why
+end
+
+--- As `run_lua`, as user nobody (group nogroup, no supplementary groups).
+function M.run_lua_as_nobody(code, args)
+  return M.sh(lua_command(code, args, NOBODY))
+end
+
+--- A one-line description of a child result, for assertion messages.
+function M.explain(r)
+  return ("exit %s %s; stdout: %q; stderr: %q"):format(
+    tostring(r.how), tostring(r.code), r.stdout, r.stderr)
+end
+
+return M
