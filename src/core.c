@@ -485,7 +485,7 @@ static int shm_shmctl(lua_State *L) {
  * @treturn[2] number the seconds left
  */
 static int shm_sleep(lua_State *L) {
-  lua_Number t = luaL_checknumber(L, 1);
+  lua_Number t = shmL_checknumber(L, 1);
   struct timespec req, rem;
 
   if (!(t >= 0) || t > (lua_Number)INT32_MAX)

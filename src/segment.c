@@ -33,6 +33,14 @@ lua_Integer shmL_checkint(lua_State *L, int arg) {
   return v;
 }
 
+/* A number argument, strictly (no string conversion), as shmL_checkint. */
+lua_Number shmL_checknumber(lua_State *L, int arg) {
+  if (lua_type(L, arg) != LUA_TNUMBER)
+    luaL_typeerror(L, arg, "number");
+
+  return lua_tonumber(L, arg);
+}
+
 lua_Integer shmL_optint(lua_State *L, int arg, lua_Integer def) {
   return lua_isnoneornil(L, arg) ? def : shmL_checkint(L, arg);
 }
@@ -331,11 +339,15 @@ static int seg_detachm(lua_State *L) {
   return 1;
 }
 
-/* __gc and __close: detach, never remove (segments outlive processes). */
+/* __gc and __close: detach, never remove (segments outlive processes).
+ * While a mutex in the segment is held through this attachment it stays
+ * attached (see seg_detachm); the kernel releases the lock at exit. */
 static int seg_gc(lua_State *L) {
   Segment *s = seg_checkany(L, 1);
 
-  (void)seg_detach(s);
+  if (s->locks == 0)
+    (void)seg_detach(s);
+
   return 0;
 }
 

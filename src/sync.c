@@ -34,7 +34,7 @@ int sync_opttimeout(lua_State *L, int arg, double *seconds) {
   if (lua_isnoneornil(L, arg))
     return 0;
 
-  t = luaL_checknumber(L, arg);
+  t = shmL_checknumber(L, arg);
   if (t == HUGE_VAL)
     return 0;
 

@@ -53,6 +53,7 @@ void seg_setmethods(lua_State *L, const luaL_Reg *l); /* into the metatable's __
 
 /* segment.c: argument checkers shared by all files */
 lua_Integer shmL_checkint(lua_State *L, int arg);
+lua_Number shmL_checknumber(lua_State *L, int arg);
 lua_Integer shmL_optint(lua_State *L, int arg, lua_Integer def);
 size_t shmL_checkoffset(lua_State *L, int arg, const Segment *s);
 void shmL_checkrange(lua_State *L, int arg, const Segment *s, size_t off,
