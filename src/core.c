@@ -515,20 +515,15 @@ static int shm_sleep(lua_State *L) {
  * @treturn string|nil
  */
 static int shm_type(lua_State *L) {
+  Segment *s;
+
   luaL_checkany(L, 1);
-  if (lua_type(L, 1) == LUA_TUSERDATA && lua_getmetatable(L, 1)) {
-    int same = lua_rawequal(L, -1, SEG_MT_UPVALUE);
+  s = seg_test(L, 1);
+  if (s == NULL)
+    luaL_pushfail(L);
+  else
+    lua_pushstring(L, s->addr ? "segment" : "detached segment");
 
-    lua_pop(L, 1);
-    if (same) {
-      Segment *s = (Segment *)lua_touserdata(L, 1);
-
-      lua_pushstring(L, s->addr ? "segment" : "detached segment");
-      return 1;
-    }
-  }
-
-  luaL_pushfail(L);
   return 1;
 }
 

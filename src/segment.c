@@ -112,9 +112,16 @@ int shmL_pusherror(lua_State *L, const char *what) {
 
 /* ---- the userdata ------------------------------------------------------- */
 
+/* The tag every segment carries: a full userdata of our size whose tag is
+ * this address was made by seg_new (Lua code cannot forge userdata
+ * contents).  Cheaper than comparing metatables on every call. */
+static const char seg_tag = 0;
+
+
 Segment *seg_new(lua_State *L) {
   Segment *s = (Segment *)lua_newuserdatauv(L, sizeof *s, 0);
 
+  s->tag = &seg_tag;
   s->addr = NULL; /* detached until shmat succeeds, so GC is always safe */
   s->size = 0;
   s->id = -1;
@@ -125,17 +132,22 @@ Segment *seg_new(lua_State *L) {
   return s;
 }
 
+Segment *seg_test(lua_State *L, int arg) {
+  Segment *s = (Segment *)lua_touserdata(L, arg);
+
+  if (s == NULL || lua_rawlen(L, arg) != sizeof *s || s->tag != &seg_tag)
+    return NULL;
+
+  return s;
+}
+
 Segment *seg_checkany(lua_State *L, int arg) {
-  if (lua_type(L, arg) == LUA_TUSERDATA && lua_getmetatable(L, arg)) {
-    int same = lua_rawequal(L, -1, SEG_MT_UPVALUE);
+  Segment *s = seg_test(L, arg);
 
-    lua_pop(L, 1);
-    if (same)
-      return (Segment *)lua_touserdata(L, arg);
-  }
+  if (s == NULL)
+    luaL_typeerror(L, arg, SEGMENT_TNAME);
 
-  luaL_typeerror(L, arg, SEGMENT_TNAME);
-  return NULL; /* not reached */
+  return s;
 }
 
 Segment *seg_check(lua_State *L, int arg) {

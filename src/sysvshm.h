@@ -29,6 +29,7 @@
 /* An attachment.  `addr` is NULL once detached; `size` and `id` stay so that
  * tostring can still describe it. */
 typedef struct Segment {
+  const void *tag; /* marks a real segment (segment.c) */
   unsigned char *addr;
   size_t size;
   int id;
@@ -43,6 +44,7 @@ typedef struct Segment {
 
 /* segment.c: the userdata */
 Segment *seg_new(lua_State *L);               /* pushes a detached userdata */
+Segment *seg_test(lua_State *L, int arg);     /* a segment, or NULL */
 Segment *seg_check(lua_State *L, int arg);    /* attached */
 Segment *seg_checkw(lua_State *L, int arg);   /* attached and writable */
 Segment *seg_checkany(lua_State *L, int arg); /* attached or not */
