@@ -63,6 +63,8 @@ typedef struct Channel {
   size_t off;      /* region start in the segment */
   size_t region;   /* region size, header included */
   size_t maxmsg;   /* largest message accepted */
+  uint64_t cap;    /* ring bytes, from the region size: never re-read from
+                      shared memory, which another process may corrupt */
   char *buf;       /* receive buffer: filled under the lock, pushed after */
   size_t bufsize;
 } Channel;
@@ -75,6 +77,10 @@ enum { CH_OK, CH_TIMEOUT, CH_CLOSED, CH_INTERRUPTED, CH_CORRUPT, CH_NOMEM };
 static const char *const ch_why[] = {"ok", "timeout", "closed", "interrupted"};
 
 static size_t round8(size_t n) { return (n + 7u) & ~(size_t)7u; }
+
+static uint64_t ring_capacity(size_t region) {
+  return (uint64_t)(region - CH_HEADER) & ~(uint64_t)7u;
+}
 
 static ChHeader *header(const Channel *c) {
   return (ChHeader *)(void *)(c->seg->addr + c->off);
@@ -177,7 +183,7 @@ static int ch_send(lua_State *L) {
   double seconds;
   int timed = sync_opttimeout(L, 3, &seconds);
   ChHeader *h = header(c);
-  uint64_t cap = h->capacity, need, tail;
+  uint64_t cap = c->cap, need, tail;
   int why = CH_OK;
 
   if (len > c->maxmsg)
@@ -206,7 +212,7 @@ static int ch_send(lua_State *L) {
       break;
     }
 
-    if (tail - head > cap) { /* impossible unless the region is corrupt */
+    if (tail - head > cap || (tail | head) % 8 != 0) { /* corrupt region */
       why = CH_CORRUPT;
       break;
     }
@@ -254,7 +260,7 @@ static int ch_recv(lua_State *L) {
   double seconds;
   int timed = sync_opttimeout(L, 2, &seconds);
   ChHeader *h = header(c);
-  uint64_t cap = h->capacity, head, len = 0;
+  uint64_t cap = c->cap, head, len = 0;
   int why = CH_OK;
 
   if (timed)
@@ -274,8 +280,13 @@ static int ch_recv(lua_State *L) {
     if (tail != head) {
       uint64_t avail = tail - head;
 
+      if (avail > cap || (tail | head) % 8 != 0) {
+        why = CH_CORRUPT;
+        break;
+      }
+
       ring_get(ring(c), cap, head, &len, 8);
-      if (avail > cap || avail < 8 || len > avail - 8 || len > c->maxmsg) {
+      if (len > avail - 8 || len > c->maxmsg) {
         why = CH_CORRUPT;
         break;
       }
@@ -409,6 +420,7 @@ static Channel *ch_push(lua_State *L, Segment *s, size_t off, size_t region) {
   c->off = off;
   c->region = region;
   c->maxmsg = region / 2;
+  c->cap = ring_capacity(region);
   c->buf = NULL;
   c->bufsize = 0;
   lua_pushvalue(L, CH_MT_UPVALUE);
@@ -460,7 +472,7 @@ static int ch_new(lua_State *L) {
   c = ch_push(L, s, off, region);
   h = header(c);
   memset(h, 0, sizeof *h);
-  h->capacity = (region - CH_HEADER) & ~(uint64_t)7u;
+  h->capacity = c->cap;
   h->region = region;
   rc = init_lock(&h->send_lock);
   if (rc == 0)
@@ -493,7 +505,7 @@ static int ch_open(lua_State *L) {
   cap = h->capacity;
   region = h->region;
   if (region < CH_MIN_REGION || region > s->size - off || cap % 8 != 0 ||
-      cap != ((region - CH_HEADER) & ~(uint64_t)7u))
+      cap != ring_capacity((size_t)region))
     luaL_argerror(L, 2, "no channel here (sizes out of range)");
 
   ch_push(L, s, off, (size_t)region);
