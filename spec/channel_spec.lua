@@ -30,8 +30,6 @@ local channel = require "sysvshm.channel"
 local HEADER, MIN_SIZE = 320, 1024
 local F_CAPACITY, F_TAIL, F_SEND_WAITERS, F_HEAD, F_RECV_WAITERS = 8, 64, 76, 128, 140
 
--- Known bugs of src/channel.c: these tests are pending unless
--- SYSVSHM_KNOWN_BUGS is set in the environment (to check a fix).
 
 -- Messages that say who sent them and carry a payload derived from the
 -- sequence number, so that a torn or misdelivered message is detected.
