@@ -124,16 +124,22 @@ static int ch_lock(lua_State *L, pthread_mutex_t *m,
 /* Sleep until *seq changes from seen (or the deadline); counts the sleeper
  * in *waiters so the other side knows to wake it.  CH_OK when woken (look
  * again), CH_TIMEOUT, or CH_INTERRUPTED when lua.c has a signal (Ctrl-C)
- * to raise as soon as we return. */
+ * to raise as soon as we return.  A sleep lasts at most a second before
+ * looking again: a process killed between publishing and waking must not
+ * leave a sleeper waiting for ever. */
 static int ch_sleep(lua_State *L, uint32_t *seq, uint32_t seen,
                     uint32_t *waiters, const struct timespec *deadline) {
-  int r;
+  struct timespec limit;
+  int capped, r;
 
+  sync_deadline(&limit, 1.0);
+  capped = deadline == NULL || deadline->tv_sec > limit.tv_sec ||
+           (deadline->tv_sec == limit.tv_sec && deadline->tv_nsec > limit.tv_nsec);
   __atomic_fetch_add(waiters, 1, __ATOMIC_SEQ_CST);
-  r = sync_futexwait(L, seq, seen, deadline);
+  r = sync_futexwait(L, seq, seen, capped ? &limit : deadline);
   __atomic_fetch_sub(waiters, 1, __ATOMIC_SEQ_CST);
   switch (r) {
-  case 0: return CH_TIMEOUT;
+  case 0: return capped ? CH_OK : CH_TIMEOUT;
   case 2: return CH_INTERRUPTED;
   default: return CH_OK; /* woken, or a failed wait: look again */
   }
