@@ -382,11 +382,16 @@ static int mutex_lock(lua_State *L) {
  */
 static int mutex_trylock(lua_State *L) {
   Mutex *m = mutex_check(L);
+  int rc;
 
   if (m->held)
     luaL_error(L, "mutex already locked by this handle");
 
-  return lock_result(L, m, pthread_mutex_trylock(mutex_ptr(m)));
+  rc = pthread_mutex_trylock(mutex_ptr(m));
+  if (rc == EDEADLK) /* held by this process through another handle: busy */
+    rc = EBUSY;
+
+  return lock_result(L, m, rc);
 }
 
 /***
