@@ -1,0 +1,552 @@
+-- shm.mutex: a robust, process-shared mutex in a segment, in one process and
+-- across lua5.4 child processes (including one killed while holding it).
+local shm = require "sysvshm"
+
+-- ---- local helpers ----------------------------------------------------------
+
+local function quote(s)
+  return "'" .. tostring(s):gsub("'", [['\'']]) .. "'"
+end
+
+-- Run a shell command; its stdout and whether it exited with 0.
+local function sh(cmd)
+  local p = assert(io.popen(cmd, "r"))
+  local out = p:read("a")
+  local ok = p:close()
+  return out, ok == true
+end
+
+-- The repository root, absolute (this file is <root>/spec/mutex_spec.lua).
+local ROOT = (function()
+  local dir = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
+  return (sh("cd " .. quote(dir .. "/..") .. " && pwd -P"):gsub("\n$", ""))
+end)()
+
+-- Segment ids not yet removed; every test removes its own once its children
+-- have attached (an attached, removed segment stays usable), after_each
+-- removes whatever a failing test left.
+local live = {}
+
+local function new_segment(size)
+  local id = assert(shm.create(shm.IPC_PRIVATE, size))
+  live[id] = true
+  return assert(shm.attach(id)), id
+end
+
+local function release(id)
+  if live[id] then
+    live[id] = nil
+    assert(shm.remove(id))
+  end
+end
+
+-- Children started with spawn and not yet joined; pids they told us.
+local running = {}
+
+-- Start `code` in a lua5.4 process that finds the in-tree module; it gets
+-- `shm` and the extra arguments (as strings) in `...`.  Returns a handle
+-- for join; the child is started at once (io.popen), so several run
+-- concurrently.  Its stderr goes to the same pipe.  It is killed after
+-- `limit` seconds, so that a bug cannot hang the suite.
+local function spawn_limited(limit, code, ...)
+  local file = os.tmpname()
+  local f = assert(io.open(file, "w"))
+  f:write('local shm = require "sysvshm"\nio.stdout:setvbuf("line")\n', code)
+  f:close()
+  local args = {}
+  for i, a in ipairs({ ... }) do args[i] = quote(a) end
+  local cmd = "cd " .. quote(ROOT) .. " && env -u LUA_INIT -u LUA_INIT_5_4"
+    .. " LUA_PATH_5_4=" .. quote(ROOT .. "/lua/?.lua;" .. ROOT .. "/lua/?/init.lua;;")
+    .. " LUA_CPATH_5_4=" .. quote(ROOT .. "/build/?.so;;")
+    .. " timeout " .. limit .. " lua5.4 " .. quote(file) .. " " .. table.concat(args, " ")
+    .. " 2>&1"
+  local child = { pipe = assert(io.popen(cmd, "r")), file = file }
+  running[child] = true
+  return child
+end
+
+local function spawn(code, ...)
+  return spawn_limited(60, code, ...)
+end
+
+-- The first line a child prints: its pid (the child code prints it).
+local function read_pid(child)
+  local line = child.pipe:read("l")
+  child.pid = math.tointeger(tonumber(line))
+  assert(child.pid, "no pid from the child: " .. tostring(line))
+  return child.pid
+end
+
+-- Wait for a child to end: the rest of its output, and whether it exited 0.
+local function join(child)
+  local out = child.pipe:read("a")
+  local ok = child.pipe:close()
+  os.remove(child.file)
+  running[child] = nil
+  return out, ok == true
+end
+
+local function kill(pid)
+  return os.execute("kill -KILL " .. math.tointeger(pid) .. " 2>/dev/null")
+end
+
+-- Poll cond() until it is true or `seconds` pass; returns its last value.
+local function poll(cond, seconds)
+  local deadline = shm.clock() + (seconds or 10)
+  repeat
+    local v = cond()
+    if v then return v end
+    shm.sleep(0.002)
+  until shm.clock() > deadline
+  return cond()
+end
+
+after_each(function()
+  for child in pairs(running) do
+    if child.pid then kill(child.pid) end
+    join(child)
+  end
+  for id in pairs(live) do release(id) end
+end)
+
+local function errmsg(f, ...)
+  local ok, e = pcall(f, ...)
+  if ok then return nil end
+  return (tostring(e):gsub("^[^\n]-:%d+: ", ""))
+end
+
+-- Child prelude: attach the segment given as the first argument and open
+-- the mutex at offset 0.
+local PRELUDE = [[
+  local seg = assert(shm.attach(tonumber((...))))
+  local m = shm.mutex(seg, 0, { open = true })
+  print(io.open("/proc/self/stat"):read("n"))
+]]
+
+-- ---- tests ----------------------------------------------------------------------
+
+describe("shm.mutex", function()
+  it("takes MUTEX_SIZE bytes aligned to MUTEX_ALIGN, as pthread_mutex_t", function()
+    local dir, ok = sh("mktemp -d")
+    assert.is_true(ok)
+    dir = dir:gsub("\n$", "")
+    local f = assert(io.open(dir .. "/m.c", "w"))
+    f:write([[
+#include <pthread.h>
+#include <stddef.h>
+#include <stdio.h>
+struct probe { char c; pthread_mutex_t m; };
+int main(void) {
+  printf("%zu %zu\n", sizeof(pthread_mutex_t), offsetof(struct probe, m));
+  return 0;
+}
+]])
+    f:close()
+    local out, built = sh("cc -o " .. quote(dir .. "/m") .. " " .. quote(dir .. "/m.c")
+      .. " 2>/dev/null && " .. quote(dir .. "/m"))
+    sh("rm -rf " .. quote(dir))
+    if not built then
+      pending("no working C compiler (cc)")
+      return
+    end
+    local size, align = out:match("^(%d+) (%d+)")
+    assert.equals(tonumber(size), shm.MUTEX_SIZE)
+    assert.equals(tonumber(align), shm.MUTEX_ALIGN)
+    assert.equals("integer", math.type(shm.MUTEX_SIZE))
+    assert.is_true(shm.MUTEX_ALIGN >= 1 and shm.MUTEX_ALIGN & (shm.MUTEX_ALIGN - 1) == 0)
+    assert.is_true(shm.MUTEX_SIZE % shm.MUTEX_ALIGN == 0)
+  end)
+
+  it("refuses misaligned or out-of-bounds offsets, read-only segments and bad options", function()
+    local size = 2 * shm.MUTEX_SIZE + shm.MUTEX_ALIGN
+    local seg, id = new_segment(size)
+    local ro = assert(shm.attach(id, { readonly = true }))
+    release(id)
+    for off = 1, shm.MUTEX_ALIGN - 1 do
+      assert.matches(("offset %d is not %d-byte aligned"):format(off, shm.MUTEX_ALIGN),
+        errmsg(shm.mutex, seg, off), 1, true)
+    end
+    local last = (size - shm.MUTEX_SIZE) // shm.MUTEX_ALIGN * shm.MUTEX_ALIGN
+    assert.is_truthy(shm.mutex(seg, last))
+    assert.matches("run past the end of the segment",
+      errmsg(shm.mutex, seg, last + shm.MUTEX_ALIGN), 1, true)
+    assert.matches("out of range", errmsg(shm.mutex, seg, -shm.MUTEX_ALIGN), 1, true)
+    assert.matches("out of range", errmsg(shm.mutex, seg, size + shm.MUTEX_ALIGN), 1, true)
+    assert.equals("attempt to write to a read-only segment", errmsg(shm.mutex, ro, 0))
+    assert.equals("attempt to write to a read-only segment",
+      errmsg(shm.mutex, ro, 0, { open = true }))
+    assert.matches("option 'open' must be a boolean", errmsg(shm.mutex, seg, 0, { open = 1 }),
+      1, true)
+    assert.matches("table expected", errmsg(shm.mutex, seg, 0, true), 1, true)
+    assert.matches("sysvshm.segment expected", errmsg(shm.mutex, {}, 0), 1, true)
+    ro:detach()
+  end)
+
+  it("locks, unlocks, trylocks and tells whether this handle holds it", function()
+    local seg, id = new_segment(64)
+    release(id)
+    local m = shm.mutex(seg, 0)
+    assert.matches("sysvshm.mutex (segment " .. id .. ", offset 0)", tostring(m), 1, true)
+    assert.is_false(m:locked())
+    assert.same({ true }, { m:lock() })
+    assert.is_true(m:locked())
+    assert.matches(", locked", tostring(m), 1, true)
+    assert.matches("mutex already locked by this handle", errmsg(m.lock, m), 1, true)
+    assert.matches("mutex already locked by this handle", errmsg(m.trylock, m), 1, true)
+    assert.same({ true }, { m:unlock() })
+    assert.is_false(m:locked())
+    assert.matches("mutex not locked by this handle", errmsg(m.unlock, m), 1, true)
+    assert.same({ true }, { m:trylock() })
+    assert.is_true(m:locked())
+    m:unlock()
+    -- a free mutex is taken even with no time left; nil and math.huge wait for ever
+    assert.same({ true }, { m:lock(0) })
+    m:unlock()
+    assert.same({ true }, { m:lock(nil) })
+    m:unlock()
+    assert.same({ true }, { m:lock(math.huge) })
+    m:unlock()
+    assert.matches("timeout must be a non-negative number of seconds", errmsg(m.lock, m, -1),
+      1, true)
+    assert.matches("number expected", errmsg(m.lock, m, "soon"), 1, true)
+    assert.is_false(m:locked())
+  end)
+
+  it("a second handle on the same mutex does not get it while the first holds it", function()
+    local seg, id = new_segment(64)
+    release(id)
+    local m = shm.mutex(seg, 0)
+    local m2 = shm.mutex(seg, 0, { open = true })
+    assert.same({ true }, { m:lock() })
+    -- open = true uses the mutex that is there: it does not reset it
+    local m3 = shm.mutex(seg, 0, { open = true })
+    assert.same({ false }, { m2:trylock() })
+    assert.same({ false }, { m3:trylock() })
+    -- lock would wait for itself: it never gets it (glibc refuses, EDEADLK)
+    assert.is_not_true((m3:lock(0.01)))
+    assert.is_false(m2:locked())
+    assert.is_false(m3:locked())
+    assert.is_true(m:locked())
+    m:unlock()
+    assert.same({ true }, { m2:trylock() })
+    assert.same({ false }, { m:trylock() })
+    assert.is_false(m:locked())
+    m2:unlock()
+    assert.same({ true }, { m:trylock() })
+    m:unlock()
+  end)
+
+  -- The mutex checks errors: glibc answers EDEADLK when this thread holds
+  -- it already (through another handle); trylock reports that as busy.
+  it("trylock by a second handle in the same process returns false while the first holds it",
+    function()
+      local seg, id = new_segment(64)
+      release(id)
+      local m = shm.mutex(seg, 0)
+      local m2 = shm.mutex(seg, 0, { open = true })
+      m:lock()
+      assert.same({ false }, { m2:trylock() })
+      m:unlock()
+    end)
+
+  it("with runs fn under the lock and returns its results", function()
+    local seg, id = new_segment(64)
+    release(id)
+    local m = shm.mutex(seg, 0)
+    local other = shm.mutex(seg, 0, { open = true })
+    local r = table.pack(m:with(function(...)
+      assert.is_true(m:locked())
+      assert.is_false((other:trylock()))
+      assert.is_false(other:locked())
+      return ...
+    end, 1, nil, "three", nil))
+    assert.same({ n = 4, 1, nil, "three", nil }, r)
+    assert.is_false(m:locked())
+    assert.equals(0, select("#", m:with(function() end)))
+    assert.same({ true }, { other:trylock() })
+    other:unlock()
+    -- fn's args go through; a table comes back as itself
+    local t = {}
+    assert.equals(t, m:with(function(x) return x end, t))
+    -- with while this handle holds it, or without a function: errors
+    m:lock()
+    assert.matches("mutex already locked by this handle", errmsg(m.with, m, function() end),
+      1, true)
+    m:unlock()
+    assert.matches("function expected", errmsg(m.with, m, 42), 1, true)
+    -- inside, this handle holds it
+    assert.matches("mutex already locked by this handle",
+      errmsg(m.with, m, function() return m:lock() end), 1, true)
+    assert.is_false(m:locked())
+  end)
+
+  it("with unlocks when fn raises and re-raises the same error object", function()
+    local seg, id = new_segment(64)
+    release(id)
+    local m = shm.mutex(seg, 0)
+    local other = shm.mutex(seg, 0, { open = true })
+    local e = setmetatable({}, { __tostring = function() return "my error" end })
+    local ok, got = pcall(m.with, m, function() error(e) end)
+    assert.is_false(ok)
+    assert.is_true(rawequal(e, got))
+    assert.is_false(m:locked())
+    assert.same({ true }, { other:trylock() })
+    other:unlock()
+    ok, got = pcall(m.with, m, function() error("plain", 0) end)
+    assert.same({ false, "plain" }, { ok, got })
+    ok, got = pcall(m.with, m, function() error() end)
+    assert.same({ false, nil }, { ok, got })
+    ok, got = pcall(m.with, m, function() local x = nil; return x.field end)
+    assert.is_false(ok)
+    assert.matches("attempt to index", got, 1, true)
+    assert.is_false(m:locked())
+    assert.same({ true }, { m:trylock() })
+    m:unlock()
+  end)
+
+  it("a collected or closed handle unlocks", function()
+    local seg, id = new_segment(64)
+    release(id)
+    do
+      local m = shm.mutex(seg, 0)
+      m:lock()
+    end
+    collectgarbage()
+    collectgarbage()
+    local m2 = shm.mutex(seg, 0, { open = true })
+    assert.same({ true }, { m2:trylock() })
+    m2:unlock()
+    do
+      local m <close> = shm.mutex(seg, 0, { open = true })
+      m:lock()
+    end
+    assert.same({ true }, { m2:trylock() })
+    m2:unlock()
+    -- and the segment no longer counts them as held
+    assert.is_true(seg:detach())
+  end)
+
+  it("refuses to detach its segment while held through it", function()
+    local seg, id = new_segment(64)
+    release(id)
+    local m = shm.mutex(seg, 0)
+    m:lock()
+    local msg = "cannot detach: a mutex in this segment is locked"
+    assert.equals(msg, errmsg(seg.detach, seg))
+    assert.equals(msg, errmsg(shm.shmdt, seg))
+    assert.equals(0, seg:atomic_add(56, 1)) -- still attached
+    m:unlock()
+    assert.equals(msg, errmsg(m.with, m, function() return seg:detach() end))
+    assert.is_false(m:locked())
+    assert.is_true(seg:detach())
+    assert.equals("attempt to use a mutex in a detached segment", errmsg(m.lock, m))
+    assert.equals("attempt to use a mutex in a detached segment", errmsg(m.trylock, m))
+    assert.is_false(m:locked())
+  end)
+
+  it("keeps a closed segment attached while a mutex in it is held through it", function()
+    local seg, id = new_segment(64)
+    local m
+    do
+      local s <close> = assert(shm.attach(id))
+      release(id)
+      m = shm.mutex(s, 0)
+      m:lock()
+    end
+    assert.is_true(m:locked())
+    local other = shm.mutex(seg, 0, { open = true })
+    assert.same({ false }, { other:trylock() })
+    assert.same({ true }, { m:unlock() })
+    assert.same({ true }, { other:trylock() })
+    other:unlock()
+  end)
+
+  it("trylock and a lock with a timeout fail while another process holds it", function()
+    local seg, id = new_segment(128)
+    seg:fill(0)
+    local m = shm.mutex(seg, 0)
+    -- the child locks, raises the flag at 64, waits for the word at 72
+    local child = spawn(PRELUDE .. [[
+      assert(m:lock())
+      seg:atomic_store(64, 1)
+      local deadline = shm.clock() + 20
+      while seg:atomic_load(72) == 0 and shm.clock() < deadline do seg:wait(72, 0, 1) end
+      m:unlock()
+      print("released")
+    ]], id)
+    read_pid(child)
+    assert.is_truthy(poll(function() return seg:atomic_load(64) == 1 end))
+    release(id)
+    assert.same({ false }, { m:trylock() })
+    assert.same({ false }, { m:lock(0) })
+    assert.same({ false }, { m:lock(0.05) })
+    assert.is_false(m:locked())
+    seg:atomic_store(72, 1)
+    seg:wake(72)
+    assert.same({ true }, { m:lock(10) })
+    m:unlock()
+    local out, ok = join(child)
+    assert.is_true(ok, out)
+    assert.equals("released\n", out)
+  end)
+
+  it("open = true uses the mutex another process placed and holds", function()
+    local seg, id = new_segment(128)
+    seg:fill(0)
+    local m = shm.mutex(seg, 0)
+    m:lock()
+    local child = spawn(PRELUDE .. [[
+      print(m:trylock())
+      seg:atomic_store(64, 1)
+      print(m:lock(20))
+      m:unlock()
+    ]], id)
+    read_pid(child)
+    assert.is_truthy(poll(function() return seg:atomic_load(64) == 1 end))
+    release(id)
+    m:unlock()
+    local out, ok = join(child)
+    assert.is_true(ok, out)
+    assert.equals("false\ntrue\n", out)
+    assert.same({ true }, { m:trylock() })
+    m:unlock()
+  end)
+
+  it("excludes: 4 processes increment a plain counter under with, none lost", function()
+    local N = 5000
+    local seg, id = new_segment(128)
+    seg:fill(0)
+    shm.mutex(seg, 0)
+    -- 64: the counter (read and written with unpack/pack, not atomically);
+    -- 72: children ready; 80: the start flag
+    local code = PRELUDE .. [[
+      local n = tonumber((select(2, ...)))
+      local function bump()
+        local v = seg:unpack("j", 64)
+        seg:pack("j", 64, v + 1)
+      end
+      seg:atomic_add(72, 1)
+      local deadline = shm.clock() + 20
+      while seg:atomic_load(80) == 0 and shm.clock() < deadline do seg:wait(80, 0, 1) end
+      for _ = 1, n do m:with(bump) end
+      print("done")
+    ]]
+    local children = {}
+    for i = 1, 4 do
+      children[i] = spawn(code, id, N)
+      read_pid(children[i])
+    end
+    assert.is_truthy(poll(function() return seg:atomic_load(72) == 4 end, 20))
+    release(id)
+    seg:atomic_store(80, 1)
+    seg:wake(80)
+    for i = 1, 4 do
+      local out, ok = join(children[i])
+      assert.is_true(ok, out)
+      assert.equals("done\n", out)
+    end
+    assert.equals(4 * N, (seg:unpack("j", 64)))
+  end)
+
+  describe("whose holder is killed with SIGKILL", function()
+    -- The child locks, raises the flag at 64 and sleeps until killed.
+    local holder = PRELUDE .. [[
+      assert(m:lock())
+      seg:atomic_store(64, 1)
+      shm.sleep(30)
+      print("not killed")
+    ]]
+
+    -- Start a holder, wait until it holds the mutex, kill it and reap it.
+    local function kill_holder(seg, id, m)
+      seg:atomic_store(64, 0)
+      local child = spawn(holder, id)
+      local pid = read_pid(child)
+      assert.is_truthy(poll(function() return seg:atomic_load(64) == 1 end))
+      release(id)
+      assert.same({ false }, { m:trylock() })
+      assert.is_truthy(kill(pid))
+      local out, ok = join(child)
+      assert.is_false(ok)
+      assert.is_nil(out:find("not killed", 1, true), out)
+    end
+
+    it("lets the next lock through, which is told the owner died (once)", function()
+      local seg, id = new_segment(128)
+      local m = shm.mutex(seg, 0)
+      kill_holder(seg, id, m)
+      assert.same({ true, "owner died" }, { m:lock(5) })
+      assert.is_true(m:locked())
+      m:unlock()
+      assert.same({ true }, { m:lock(5) })
+      m:unlock()
+      assert.same({ true }, { m:trylock() })
+      m:unlock()
+    end)
+
+    it("lets trylock through, which is told the owner died", function()
+      local seg, id = new_segment(128)
+      local m = shm.mutex(seg, 0)
+      kill_holder(seg, id, m)
+      assert.same({ true, "owner died" }, { m:trylock() })
+      m:unlock()
+      assert.same({ true }, { m:trylock() })
+      m:unlock()
+    end)
+
+    it("lets with through, which runs fn and leaves the mutex usable", function()
+      local seg, id = new_segment(128)
+      seg:fill(0)
+      local m = shm.mutex(seg, 0)
+      local child = spawn(holder, id)
+      local pid = read_pid(child)
+      -- with() waits for ever: run it in a child that is killed after 15 s
+      local user = spawn_limited(15, PRELUDE .. [[
+        seg:atomic_store(72, 1)
+        local deadline = shm.clock() + 10
+        while seg:atomic_load(80) == 0 and shm.clock() < deadline do seg:wait(80, 0, 1) end
+        print(m:with(function(a, b) return a, b end, "ran", 2))
+      ]], id)
+      read_pid(user)
+      assert.is_truthy(poll(function()
+        return seg:atomic_load(64) == 1 and seg:atomic_load(72) == 1
+      end))
+      release(id)
+      assert.is_truthy(kill(pid))
+      join(child)
+      seg:atomic_store(80, 1)
+      seg:wake(80)
+      local out, ok = join(user)
+      assert.is_true(ok, out)
+      assert.equals("ran\t2\n", out)
+      assert.same({ true }, { m:trylock() })
+      m:unlock()
+    end)
+
+    it("lets a waiting lock through when the holder dies while it waits", function()
+      local seg, id = new_segment(128)
+      local m = shm.mutex(seg, 0)
+      seg:atomic_store(64, 0)
+      local child = spawn(holder, id)
+      local pid = read_pid(child)
+      assert.is_truthy(poll(function() return seg:atomic_load(64) == 1 end))
+      -- a second process blocks in lock(20) and reports what it got
+      local waiter = spawn(PRELUDE .. [[
+        seg:atomic_store(72, 1)
+        print(m:lock(20))
+        m:unlock()
+      ]], id)
+      read_pid(waiter)
+      assert.is_truthy(poll(function() return seg:atomic_load(72) == 1 end))
+      release(id)
+      shm.sleep(0.05)
+      assert.is_truthy(kill(pid))
+      join(child)
+      local out, ok = join(waiter)
+      assert.is_true(ok, out)
+      assert.equals("true\towner died\n", out)
+      assert.same({ true }, { m:trylock() })
+      m:unlock()
+    end)
+  end)
+end)
