@@ -33,6 +33,9 @@ build = {
     ["sysvshm"] = "lua/sysvshm/init.lua",
     ["sysvshm.channel"] = "lua/sysvshm/channel.lua",
     ["sysvshm.layout"] = "lua/sysvshm/layout.lua",
+    ["sysvshm.demo.prelude"] = "lua/demo/prelude.lua",
+    ["sysvshm.demo.counter"] = "lua/demo/counter.lua",
+    ["sysvshm.demo.pipeline"] = "lua/demo/pipeline.lua",
   },
 }
 
