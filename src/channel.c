@@ -436,21 +436,6 @@ static Channel *ch_push(lua_State *L, Segment *s, size_t off, size_t region) {
   return c;
 }
 
-static int init_lock(pthread_mutex_t *m) {
-  pthread_mutexattr_t a;
-  int rc = pthread_mutexattr_init(&a);
-
-  if (rc == 0)
-    rc = pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
-  if (rc == 0)
-    rc = pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
-  if (rc == 0)
-    rc = pthread_mutex_init(m, &a);
-
-  pthread_mutexattr_destroy(&a);
-  return rc;
-}
-
 /* channel_new(seg [, off [, size]]) */
 static int ch_new(lua_State *L) {
   Segment *s = seg_checkw(L, 1);
@@ -480,9 +465,9 @@ static int ch_new(lua_State *L) {
   memset(h, 0, sizeof *h);
   h->capacity = c->cap;
   h->region = region;
-  rc = init_lock(&h->send_lock);
+  rc = sync_mutexinit(&h->send_lock, 0);
   if (rc == 0)
-    rc = init_lock(&h->recv_lock);
+    rc = sync_mutexinit(&h->recv_lock, 0);
   if (rc != 0) {
     errno = rc;
     return shmL_pusherror(L, "pthread_mutex_init");

@@ -396,14 +396,7 @@ static int shm_shmdt(lua_State *L) {
     return shmL_pusherror(L, "shmdt");
   }
 
-  if (s->locks > 0)
-    luaL_error(L, "cannot detach: a mutex in this segment is locked");
-
-  if (seg_detach(s) != 0)
-    return shmL_pusherror(L, "shmdt");
-
-  lua_pushboolean(L, 1);
-  return 1;
+  return seg_pushdetach(L, s);
 }
 
 /***

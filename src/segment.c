@@ -337,8 +337,11 @@ static int seg_fill(lua_State *L) {
  * @treturn[2] integer errno
  */
 static int seg_detachm(lua_State *L) {
-  Segment *s = seg_checkany(L, 1);
+  return seg_pushdetach(L, seg_checkany(L, 1));
+}
 
+/* Detach s for segment:detach and sysvshm.shmdt: true, or the failure. */
+int seg_pushdetach(lua_State *L, Segment *s) {
   /* The kernel may write to a held robust mutex when this process exits;
    * it must not find another mapping at that address. */
   if (s->locks > 0)

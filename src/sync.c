@@ -485,6 +485,25 @@ static int mutex_tostring(lua_State *L) {
   return 1;
 }
 
+/* Initialise a robust, process-shared mutex (error-checking if asked:
+ * relocking by the owner fails instead of deadlocking). */
+int sync_mutexinit(void *mutex, int errorcheck) {
+  pthread_mutexattr_t a;
+  int rc = pthread_mutexattr_init(&a);
+
+  if (rc == 0)
+    rc = pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
+  if (rc == 0)
+    rc = pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
+  if (rc == 0 && errorcheck)
+    rc = pthread_mutexattr_settype(&a, PTHREAD_MUTEX_ERRORCHECK);
+  if (rc == 0)
+    rc = pthread_mutex_init((pthread_mutex_t *)mutex, &a);
+
+  pthread_mutexattr_destroy(&a);
+  return rc;
+}
+
 /***
  * A robust, process-shared mutex at off in seg (MUTEX_SIZE bytes, aligned
  * to MUTEX_ALIGN).  Without opts.open it is initialised there (do that
@@ -523,19 +542,8 @@ static int shm_mutex(lua_State *L) {
   lua_setiuservalue(L, -2, 1); /* keep the segment alive */
 
   if (!open) {
-    pthread_mutexattr_t a;
-    int rc = pthread_mutexattr_init(&a);
+    int rc = sync_mutexinit(mutex_ptr(m), 1);
 
-    if (rc == 0)
-      rc = pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
-    if (rc == 0)
-      rc = pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
-    if (rc == 0)
-      rc = pthread_mutexattr_settype(&a, PTHREAD_MUTEX_ERRORCHECK);
-    if (rc == 0)
-      rc = pthread_mutex_init(mutex_ptr(m), &a);
-
-    pthread_mutexattr_destroy(&a);
     if (rc != 0) {
       errno = rc;
       return shmL_pusherror(L, "pthread_mutex_init");

@@ -49,6 +49,7 @@ Segment *seg_check(lua_State *L, int arg);    /* attached */
 Segment *seg_checkw(lua_State *L, int arg);   /* attached and writable */
 Segment *seg_checkany(lua_State *L, int arg); /* attached or not */
 int seg_detach(Segment *s);                   /* 0, or -1 with errno */
+int seg_pushdetach(lua_State *L, Segment *s); /* true, or nil, msg, errno */
 void seg_createmeta(lua_State *L);            /* pushes the metatable */
 void seg_setmethods(lua_State *L, const luaL_Reg *l); /* into the metatable's __index,
                                                           metatable on the stack top */
@@ -79,6 +80,8 @@ int sync_futexwait(lua_State *L, uint32_t *word, uint32_t expected,
                    const struct timespec *deadline); /* 1 woken, 0 timeout,
                                                           2 signal, -1 */
 int sync_futexwake(uint32_t *word, int n);
+int sync_mutexinit(void *m, int errorcheck); /* a pthread_mutex_t: robust,
+                                                 process-shared; 0 or errno */
 
 /* channel.c: with the module table at -2 and the segment metatable at -1 */
 void channel_open(lua_State *L);
