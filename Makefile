@@ -33,7 +33,7 @@ DEMOS   = $(wildcard lua/demo/*.lua)
 export LUA_PATH_5_4  := $(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(LUA_PATH_5_4);;
 export LUA_CPATH_5_4 := $(CURDIR)/$(BUILD)/?.so;$(LUA_CPATH_5_4);;
 
-.PHONY: all test demo bench install uninstall clean
+.PHONY: all test check demo bench doc install uninstall clean
 
 all: $(MODULE)
 
@@ -43,6 +43,14 @@ $(MODULE): $(SRCS) $(HDRS) Makefile
 
 test: $(MODULE)
 	$(BUSTED) --lua=$(LUA)
+
+# The reliability gates: sanitizers, valgrind, linters (tools/check.sh).
+check: $(MODULE)
+	sh tools/check.sh
+
+# The API reference, from the doc comments (config.ld), into doc/.
+doc:
+	ldoc .
 
 demo: $(MODULE)
 	sh lua/demo/run.sh

@@ -470,6 +470,47 @@ static int shm_shmctl(lua_State *L) {
 }
 
 /***
+ * Every segment visible to the caller (as `ipcs -m` lists them), each a
+ * table with the fields of `stat` plus `id`, in the kernel's order.
+ * @function list
+ * @treturn[1] table an array of stat tables
+ * @treturn[2] nil
+ * @treturn[2] string message
+ * @treturn[2] integer errno
+ */
+static int shm_list(lua_State *L) {
+  struct shm_info info;
+  struct shmid_ds ds;
+  int maxidx, i, n = 0;
+
+  maxidx = shmctl(0, SHM_INFO, (struct shmid_ds *)(void *)&info);
+  if (maxidx < 0)
+    return shmL_pusherror(L, "shmctl");
+
+  lua_newtable(L);
+  for (i = 0; i <= maxidx; i++) {
+#ifdef SHM_STAT_ANY
+    int id = shmctl(i, SHM_STAT_ANY, &ds); /* Linux 4.17: no read check */
+
+    if (id < 0 && errno == EINVAL)
+      id = shmctl(i, SHM_STAT, &ds);
+#else
+    int id = shmctl(i, SHM_STAT, &ds);
+#endif
+
+    if (id < 0) /* a free index, or one we may not see */
+      continue;
+
+    pushstat(L, &ds);
+    lua_pushinteger(L, id);
+    lua_setfield(L, -2, "id");
+    lua_rawseti(L, -2, ++n);
+  }
+
+  return 1;
+}
+
+/***
  * Sleep for a number of seconds (fractions allowed).
  * @function sleep
  * @tparam number seconds finite, not negative
@@ -525,6 +566,7 @@ static const luaL_Reg shm_funcs[] = {
     {"attach", shm_attach}, {"stat", shm_stat},     {"remove", shm_remove},
     {"shmget", shm_shmget}, {"shmat", shm_shmat},   {"shmdt", shm_shmdt},
     {"shmctl", shm_shmctl}, {"sleep", shm_sleep},   {"type", shm_type},
+    {"list", shm_list},
     {NULL, NULL}};
 
 static void setconstants(lua_State *L) {
