@@ -1,0 +1,614 @@
+--- The Lua side of the benchmark (see ../../shared/BENCH.md and run.sh).
+--
+--     lua5.4 bench.lua sysvshm W1      -- the sysvshm rows of workload W1
+--     lua5.4 bench.lua plain W1        -- plain Lua on a Lua string
+--
+-- and, started by the W6/W7 drivers in a second process:
+--
+--     lua5.4 bench.lua w6reader ID
+--     lua5.4 bench.lua w7consumer ID NPROD
+--     lua5.4 bench.lua w7producer ID P NPROD
+--
+-- Each row is printed as one tab-separated line:
+--     R  workload  label  kind  value  unit  ns-per-op
+--     F  workload  label  kind  reason        (a check failed: no figure)
+--     N  note
+-- Segments are marked for removal right after they are attached (children
+-- attach a removed segment by id, which Linux allows while it is attached),
+-- so nothing is left behind even when a process is killed.
+local shm = require "sysvshm"
+
+local clock = shm.clock
+
+local N = 1000000
+local SMALL = 1048576
+local BULK = 67108864
+local STEP = 7919
+local MSG = 64
+local SLOTS = 256
+local NMSG = 200000
+local BULK_REPS = 10
+local CYCLES = 10000
+
+local PAD = ("p"):rep(MSG - 8)
+
+local function out(...)
+  io.stdout:write(table.concat({ ... }, "\t"), "\n")
+end
+
+local function row(w, label, kind, value, unit, ns)
+  out("R", w, label, kind, ("%.6g"):format(value), unit, ("%.6g"):format(ns))
+end
+
+local function fail(w, label, kind, why)
+  out("F", w, label, kind, why)
+end
+
+-- A row for a loop of `n` operations that took `t` seconds, if `ok`.
+local function rate(w, label, kind, ok, n, t)
+  if ok then
+    row(w, label, kind, n / t / 1e6, "M op/s", t / n * 1e9)
+  else
+    fail(w, label, kind, "check failed")
+  end
+end
+
+-- A private segment, attached, already marked for removal.
+local function private(size)
+  local id = assert(shm.create(shm.IPC_PRIVATE, size))
+  local ok, seg = pcall(shm.attach, id)
+  assert(shm.remove(id))
+  assert(ok and seg, seg)
+  return seg, id
+end
+
+-- SMALL bytes with byte i == i % 256
+local function pattern()
+  local b = {}
+  for i = 0, 255 do
+    b[#b + 1] = string.char(i)
+  end
+  return table.concat(b):rep(SMALL // 256)
+end
+
+-- the 8 bytes of pattern() at 0-based offset off
+local function pattern_at(off)
+  local b = {}
+  for k = 0, 7 do
+    b[#b + 1] = string.char((off + k) % 256)
+  end
+  return table.concat(b)
+end
+
+-- the offset of W1's sequence after n steps
+local function w1_last(n)
+  local off = 0
+  for _ = 1, n do
+    off = (off + STEP) % (SMALL - 8)
+  end
+  return off
+end
+
+local W = {}
+
+-- ---- W0: the loop alone --------------------------------------------------
+
+function W.plain_W0()
+  local off = 0
+  local t = clock()
+  for _ = 1, N do
+    off = (off + STEP) % (SMALL - 8)
+  end
+  t = clock() - t
+  rate("W0", "loop only (offset arithmetic)", "plain", off == w1_last(N), N, t)
+end
+
+-- ---- W1, W2: 8-byte reads and writes --------------------------------------
+
+function W.sysvshm_W1()
+  local seg = private(SMALL)
+  seg:write(0, pattern())
+  local off, x = 0, nil
+  local t = clock()
+  for _ = 1, N do
+    off = (off + STEP) % (SMALL - 8)
+    x = seg:read(off, 8)
+  end
+  t = clock() - t
+  rate("W1", "seg:read(off, 8)", "sysvshm", x == pattern_at(off), N, t)
+end
+
+function W.plain_W1()
+  local s = pattern()
+  local off, x = 0, nil
+  local t = clock()
+  for _ = 1, N do
+    off = (off + STEP) % (SMALL - 8)
+    x = s:sub(off + 1, off + 8)
+  end
+  t = clock() - t
+  rate("W1", "s:sub(off+1, off+8)", "plain", x == pattern_at(off), N, t)
+end
+
+function W.sysvshm_W2()
+  local seg = private(SMALL)
+  seg:write(0, pattern())
+  local off = 0
+  local t = clock()
+  for _ = 1, N do
+    off = (off + STEP) % (SMALL - 8)
+    seg:write(off, "ABCDEFGH")
+  end
+  t = clock() - t
+  rate("W2", 'seg:write(off, "ABCDEFGH")', "sysvshm", seg:read(off, 8) == "ABCDEFGH", N, t)
+end
+
+-- Lua strings are immutable: the plain-Lua reference for writes is the
+-- 8-byte string.sub of W1, measured again in W2's slot of the round.
+function W.plain_W2()
+  local s = pattern()
+  local off, x = 0, nil
+  local t = clock()
+  for _ = 1, N do
+    off = (off + STEP) % (SMALL - 8)
+    x = s:sub(off + 1, off + 8)
+  end
+  t = clock() - t
+  rate("W2", "s:sub(off+1, off+8) (reference: strings are immutable)", "plain",
+    x == pattern_at(off), N, t)
+end
+
+-- ---- W3: 64 MiB -----------------------------------------------------------
+
+function W.sysvshm_W3()
+  local seg = private(BULK)
+  local big = string.rep("\7", BULK)
+  seg:write(0, big) -- warm-up
+  local x = seg:read(0, BULK)
+  local tw, tr = 0, 0
+  for _ = 1, BULK_REPS do
+    local t = clock()
+    seg:write(0, big)
+    tw = tw + clock() - t
+    x = nil -- luacheck: ignore 311 (the old string goes before we time)
+    collectgarbage()
+    t = clock()
+    x = seg:read(0, BULK)
+    tr = tr + clock() - t
+  end
+  local ok = x == big
+  if ok then
+    row("W3 write", "seg:write(0, s)", "sysvshm", BULK_REPS * BULK / tw / 1e9, "GB/s",
+      tw / BULK_REPS * 1e9)
+    row("W3 read", "seg:read(0, BULK), new string", "sysvshm",
+      BULK_REPS * BULK / tr / 1e9, "GB/s", tr / BULK_REPS * 1e9)
+  else
+    fail("W3 write", "seg:write(0, s)", "sysvshm", "read back differs")
+    fail("W3 read", "seg:read(0, BULK), new string", "sysvshm", "read back differs")
+  end
+end
+
+function W.plain_W3()
+  local big = string.rep("\7", BULK)
+  local x = big:sub(1, BULK)
+  local tr = 0
+  for _ = 1, BULK_REPS do
+    x = nil -- luacheck: ignore 311
+    collectgarbage()
+    local t = clock()
+    x = big:sub(1, BULK)
+    tr = tr + clock() - t
+  end
+  if x == big then
+    row("W3 read", "s:sub(1, BULK), new string", "plain", BULK_REPS * BULK / tr / 1e9,
+      "GB/s", tr / BULK_REPS * 1e9)
+  else
+    fail("W3 read", "s:sub(1, BULK), new string", "plain", "copy differs")
+  end
+end
+
+-- ---- W4: byte get/set -------------------------------------------------------
+
+function W.sysvshm_W4()
+  local seg = private(SMALL)
+  local off = 0
+  local t = clock()
+  for i = 0, N - 1 do
+    off = (off + STEP) % SMALL
+    seg:setbyte(off, i & 255)
+  end
+  t = clock() - t
+  local last = off
+  rate("W4 set", "seg:setbyte(off, v)", "sysvshm", seg:byte(last) == (N - 1) & 255, N, t)
+
+  off = 0
+  local x
+  t = clock()
+  for _ = 0, N - 1 do
+    off = (off + STEP) % SMALL
+    x = seg:byte(off)
+  end
+  t = clock() - t
+  rate("W4 get", "seg:byte(off)", "sysvshm", x == (N - 1) & 255, N, t)
+end
+
+function W.plain_W4()
+  local b = {}
+  for i = 1, SMALL do
+    b[i] = 0
+  end
+  local off = 0
+  local t = clock()
+  for i = 0, N - 1 do
+    off = (off + STEP) % SMALL
+    b[off + 1] = i & 255
+  end
+  t = clock() - t
+  rate("W4 set", "t[off+1] = v (Lua table of bytes)", "plain", b[off + 1] == (N - 1) & 255, N, t)
+
+  local parts = {}
+  for i = 1, SMALL, 4096 do
+    parts[#parts + 1] = string.char(table.unpack(b, i, i + 4095))
+  end
+  local s = table.concat(parts)
+  b, parts = nil, nil -- luacheck: ignore 311
+  off = 0
+  local x
+  t = clock()
+  for _ = 0, N - 1 do
+    off = (off + STEP) % SMALL
+    x = s:byte(off + 1)
+  end
+  t = clock() - t
+  rate("W4 get", "s:byte(off+1)", "plain", x == (N - 1) & 255, N, t)
+end
+
+-- ---- W5: create/attach/detach/remove ----------------------------------------
+
+function W.sysvshm_W5()
+  local create, attach, remove, PRIVATE = shm.create, shm.attach, shm.remove, shm.IPC_PRIVATE
+  local ok = true
+  local t = clock()
+  for _ = 1, CYCLES do
+    local id = create(PRIVATE, 4096)
+    local seg = attach(id)
+    ok = seg:detach() and ok
+    ok = remove(id) and ok
+  end
+  t = clock() - t
+  if ok then
+    row("W5", "create/attach/detach/remove", "sysvshm", CYCLES / t / 1e3, "k/s", t / CYCLES * 1e9)
+  else
+    fail("W5", "create/attach/detach/remove", "sysvshm", "a call failed")
+  end
+end
+
+-- ---- W6: a ring of 64-byte messages between two processes ------------------
+--
+-- Layout: the reader's count at HEAD, the writer's at TAIL, a flag per
+-- side saying it is asleep (or about to be), each on its own cache line,
+-- then SLOTS slots of MSG bytes. A side spins a little on the other's
+-- counter, then sets its flag, looks again and sleeps on the flag (a futex
+-- on its low 32 bits) while it is still set; the other side, after each
+-- publication, clears a set flag and wakes the sleeper. So no system call
+-- is made while both keep up, and one sleep costs one wake. Sleeping on
+-- the flag, not on the counter, matters: a publication made before the
+-- flag was set may clear it without satisfying the sleeper, and the wait
+-- must then return at once (the flag is no longer 1) instead of sleeping
+-- with nobody left to wake it.
+
+local HEAD, TAIL, WSLEEP, RSLEEP, RING = 0, 64, 128, 192, 256
+local SPIN = 200
+
+local function spawn(...)
+  local q = {}
+  for i, a in ipairs({ arg[-1] or "lua5.4", arg[0], ... }) do
+    q[i] = "'" .. tostring(a):gsub("'", [['\'']]) .. "'"
+  end
+  return assert(io.popen("exec " .. table.concat(q, " "), "r"))
+end
+
+-- voluntary context switches of this process (sleeps), from /proc
+local function ctxsw()
+  local f = io.open("/proc/self/status")
+  if not f then
+    return -1
+  end
+  local s = f:read("a")
+  f:close()
+  return tonumber(s:match("voluntary_ctxt_switches:%s*(%d+)")) or -1
+end
+
+-- What one side of the ring did: sleeps, wake calls, and sleeps that ended
+-- by their timeout while the counter had moved (a lost wake-up: none
+-- should ever happen; the timeout only keeps a bug from hanging the run).
+local stats = { waits = 0, wakes = 0, lost = 0 }
+
+-- Wait until the counter at `at` reaches `target` (returns its value):
+-- spin SPIN times, then announce the sleep in the flag at `flag` and wait.
+local function await(seg, at, flag, target)
+  local v = seg:atomic_load(at)
+  local spins, timeouts = 0, 0
+  while v < target do
+    spins = spins + 1
+    if spins > SPIN then
+      seg:atomic_store(flag, 1)
+      v = seg:atomic_load(at)
+      if v < target then
+        stats.waits = stats.waits + 1
+        if not seg:wait(flag, 1, 2) then
+          timeouts = timeouts + 1
+          local now = seg:atomic_load(at)
+          if now ~= v then
+            stats.lost = stats.lost + 1
+          elseif timeouts >= 5 then
+            error(("stuck: counter at %d is %d, waiting for %d; flags %d %d"):format(
+              at, v, target, seg:atomic_load(WSLEEP), seg:atomic_load(RSLEEP)))
+          end
+        end
+        v = seg:atomic_load(at)
+      end
+      seg:atomic_store(flag, 0)
+    else
+      v = seg:atomic_load(at)
+    end
+  end
+  return v
+end
+
+-- After publishing: wake the other side if it announced a sleep. The flag
+-- is cleared here, so one sleep costs one wake, however many messages go
+-- by before the sleeper runs again.
+local function notify(seg, flag)
+  if seg:atomic_load(flag) ~= 0 and seg:atomic_cas(flag, 1, 0) then
+    stats.wakes = stats.wakes + 1
+    seg:wake(flag)
+  end
+end
+
+local function sidestats(sw)
+  return ("%d waits, %d wakes, %d lost wake-ups, %d context switches"):format(
+    stats.waits, stats.wakes, stats.lost, ctxsw() - sw)
+end
+
+function W.sysvshm_W6()
+  local seg, id = private(RING + SLOTS * MSG)
+  local sw = ctxsw()
+  local t = clock()
+  local reader = spawn("w6reader", id)
+  local head = 0
+  for i = 0, NMSG - 1 do
+    if i - head >= SLOTS then -- full as far as we know: look again
+      head = await(seg, HEAD, WSLEEP, i - SLOTS + 1)
+    end
+    seg:pack("<I8c56", RING + i % SLOTS * MSG, i, PAD) -- the message, in place
+    seg:atomic_store(TAIL, i + 1)
+    notify(seg, RSLEEP)
+  end
+  local report = reader:read("a"):gsub("%s+$", "")
+  local ok = reader:close()
+  t = clock() - t
+  local label = "atomics + wait/wake ring, 2 lua5.4"
+  if ok then
+    row("W6", label, "sysvshm", NMSG / t / 1e6, "M msg/s", t / NMSG * 1e9)
+  else
+    fail("W6", label, "sysvshm", "reader: " .. report)
+  end
+  out("N", ("W6 sysvshm ring: writer %s; reader %s"):format(sidestats(sw), report))
+end
+
+function W.w6reader(id)
+  local seg = assert(shm.attach(math.tointeger(id)))
+  local bad = 0
+  local sw = ctxsw()
+  local tail = 0
+  for i = 0, NMSG - 1 do
+    if i >= tail then -- empty as far as we know: look again
+      tail = await(seg, TAIL, RSLEEP, i + 1)
+    end
+    local seq, pad = seg:unpack("<I8c56", RING + i % SLOTS * MSG) -- all 64 bytes
+    seg:atomic_store(HEAD, i + 1)
+    notify(seg, WSLEEP)
+    if seq ~= i or pad ~= PAD then
+      bad = bad + 1
+    end
+  end
+  io.write(("%s, %d bad messages\n"):format(sidestats(sw), bad))
+  os.exit(bad == 0 and 0 or 1)
+end
+
+-- ---- W7: the channel, 1/1 and 2/2 --------------------------------------------
+
+local channel = require "sysvshm.channel"
+local RECORD = 8 + MSG -- a channel record: length, then the message
+
+-- Send this producer's share: i = p, p + nprod, p + 2 nprod, ...
+local function produce(ch, p, nprod)
+  local spack = string.pack
+  for i = p, NMSG - 1, nprod do
+    assert(ch:send(spack("<I8c56", i, PAD)))
+  end
+end
+
+function W.w7producer(id, p, nprod)
+  local seg = assert(shm.attach(math.tointeger(id)))
+  produce(channel.open(seg), math.tointeger(p), math.tointeger(nprod))
+  os.exit(0)
+end
+
+-- Receive until closed; each producer's messages must arrive in order.
+-- Prints the count, sum and sum of squares of the sequence numbers, for the
+-- parent's exactly-once check, and the number of bad messages.
+function W.w7consumer(id, nprod)
+  nprod = math.tointeger(nprod)
+  local seg = assert(shm.attach(math.tointeger(id)))
+  local ch = channel.open(seg)
+  local sunpack = string.unpack
+  local last = {}
+  for p = 0, nprod - 1 do
+    last[p] = p - nprod
+  end
+  local count, sum, sumsq, bad = 0, 0, 0, 0
+  local sw = ctxsw()
+  while true do
+    local m = ch:recv()
+    if not m then
+      break
+    end
+    local i = sunpack("<I8", m)
+    local p = i % nprod
+    if #m ~= MSG or m:sub(9) ~= PAD or (nprod == 1 and i ~= last[p] + nprod)
+      or i <= last[p] then
+      bad = bad + 1
+    end
+    last[p] = i
+    count, sum, sumsq = count + 1, sum + i, sumsq + i * i
+  end
+  io.write(("%d %d %d %d %d\n"):format(count, sum, sumsq, bad, ctxsw() - sw))
+  os.exit(bad == 0 and 0 or 1)
+end
+
+local function w7(nprod, ncons)
+  local label = ("channel send/recv, %d producer%s/%d consumer%s"):format(
+    nprod, nprod > 1 and "s" or "", ncons, ncons > 1 and "s" or "")
+  local w = ("W7 %d/%d"):format(nprod, ncons)
+  local seg, id = private(channel.HEADER + SLOTS * RECORD)
+  local ch = channel.new(seg)
+  local t = clock()
+  local consumers, producers = {}, {}
+  for c = 1, ncons do
+    consumers[c] = spawn("w7consumer", id, nprod)
+  end
+  local ok = true
+  if nprod == 1 then
+    produce(ch, 0, 1) -- the parent is the producer
+  else
+    for p = 1, nprod do
+      producers[p] = spawn("w7producer", id, p - 1, nprod)
+    end
+    for p = 1, nprod do
+      producers[p]:read("a")
+      ok = producers[p]:close() and ok
+    end
+  end
+  ch:close()
+  local count, sum, sumsq, bad, sw = 0, 0, 0, 0, {}
+  for c = 1, ncons do
+    local r = consumers[c]:read("a")
+    ok = consumers[c]:close() and ok
+    local n, s, s2, b, x = r:match("^(%d+) (%d+) (%d+) (%d+) (%-?%d+)")
+    if not n then
+      ok = false
+    else
+      count, sum, sumsq = count + tonumber(n), sum + tonumber(s), sumsq + tonumber(s2)
+      bad = bad + tonumber(b)
+      sw[#sw + 1] = x
+    end
+  end
+  t = clock() - t
+  -- every sequence number 0..NMSG-1 exactly once
+  local m = NMSG - 1
+  ok = ok and bad == 0 and count == NMSG and sum == m * (m + 1) // 2
+    and sumsq == m * (m + 1) * (2 * m + 1) // 6
+  if ok then
+    row(w, label, "sysvshm", NMSG / t / 1e6, "M msg/s", t / NMSG * 1e9)
+  else
+    fail(w, label, "sysvshm", ("%d received of %d, %d bad"):format(count, NMSG, bad))
+  end
+  out("N", ("%s channel: consumer context switches %s"):format(w, table.concat(sw, ", ")))
+end
+
+function W.sysvshm_W7()
+  w7(1, 1)
+  w7(2, 2)
+end
+
+-- ---- W8: typed fields ----------------------------------------------------------
+
+function W.sysvshm_W8()
+  local seg = private(SMALL)
+  seg:write(0, pattern())
+  local off = 0
+  local t = clock()
+  for i = 0, N - 1 do
+    off = (off + STEP) % (SMALL - 8)
+    seg:pack("<i8", off, i)
+  end
+  t = clock() - t
+  local last = off
+  rate("W8 pack", 'seg:pack("<i8", off, v)', "sysvshm",
+    string.unpack("<i8", seg:read(last, 8)) == N - 1, N, t)
+
+  off = 0
+  local x
+  t = clock()
+  for _ = 1, N do
+    off = (off + STEP) % (SMALL - 8)
+    x = seg:unpack("<i8", off)
+  end
+  t = clock() - t
+  rate("W8 unpack", 'seg:unpack("<i8", off)', "sysvshm", x == N - 1, N, t)
+
+  seg:fill(0)
+  local ASTEP = 8 * STEP -- 8-byte aligned offsets
+  off = 0
+  t = clock()
+  for _ = 1, N do
+    off = (off + ASTEP) % SMALL
+    seg:atomic_add(off, 1)
+  end
+  t = clock() - t
+  local sum = 0
+  for o = 0, SMALL - 8, 8 do
+    sum = sum + seg:atomic_load(o)
+  end
+  rate("W8 atomic_add", "seg:atomic_add(off, 1)", "sysvshm", sum == N, N, t)
+end
+
+function W.plain_W8()
+  local off, x = 0, nil
+  local t = clock()
+  for i = 0, N - 1 do
+    off = (off + STEP) % (SMALL - 8)
+    x = string.pack("<i8", i)
+  end
+  t = clock() - t
+  rate("W8 pack", 'string.pack("<i8", v)', "plain", x == string.pack("<I8", N - 1), N, t)
+
+  local s = pattern()
+  off = 0
+  t = clock()
+  for _ = 1, N do
+    off = (off + STEP) % (SMALL - 8)
+    x = string.unpack("<i8", s, off + 1)
+  end
+  t = clock() - t
+  rate("W8 unpack", 'string.unpack("<i8", s, off+1)', "plain",
+    x == string.unpack("<i8", pattern_at(off)), N, t)
+
+  -- the reference for atomic_add (the target: within 1.5 times its cost),
+  -- measured in the same slot of the round, on W8's aligned offsets
+  local ASTEP = 8 * STEP
+  off = 0
+  t = clock()
+  for _ = 1, N do
+    off = (off + ASTEP) % SMALL
+    x = s:byte(off + 1)
+  end
+  t = clock() - t
+  rate("W8 atomic_add", "s:byte(off+1) (reference for atomic_add)", "plain", x == off % 256, N, t)
+end
+
+-- ---- main ------------------------------------------------------------------------
+
+local what = arg[1]
+local f = W[what] or W[("%s_%s"):format(arg[1], arg[2])]
+if not f then
+  io.stderr:write("usage: lua5.4 bench.lua sysvshm|plain W0..W8\n")
+  os.exit(2)
+end
+if W[what] then
+  f(table.unpack(arg, 2))
+else
+  f()
+end

@@ -1,0 +1,224 @@
+--- The loop bodies of the benchmark, one at a time, for counting
+-- instructions with callgrind (bench/profile.sh):
+--
+--     plua profile.lua OP N
+--
+-- runs N iterations of OP after the same setup as bench.lua. Instruction
+-- counts are repeatable on a noisy machine where times are not; the cost of
+-- one iteration is (Ir with N) - (Ir with 0), divided by N.
+local shm = require "sysvshm"
+local channel = require "sysvshm.channel"
+
+local SMALL = 1048576
+local STEP = 7919
+local MSG = 64
+local PAD = ("p"):rep(MSG - 8)
+
+local op, n = arg[1], math.tointeger(tonumber(arg[2]))
+
+local id = assert(shm.create(shm.IPC_PRIVATE, SMALL))
+local seg = assert(shm.attach(id))
+assert(shm.remove(id))
+local s = ("\7"):rep(SMALL)
+
+local OPS = {}
+
+function OPS.loop()
+  local off = 0
+  for _ = 1, n do
+    off = (off + STEP) % (SMALL - 8)
+  end
+end
+
+function OPS.read8()
+  local off, x = 0, nil
+  for _ = 1, n do
+    off = (off + STEP) % (SMALL - 8)
+    x = seg:read(off, 8)
+  end
+  return x
+end
+
+-- the same, without the method lookup
+function OPS.read8_local()
+  local read = seg.read
+  local off, x = 0, nil
+  for _ = 1, n do
+    off = (off + STEP) % (SMALL - 8)
+    x = read(seg, off, 8)
+  end
+  return x
+end
+
+function OPS.sub8()
+  local off, x = 0, nil
+  for _ = 1, n do
+    off = (off + STEP) % (SMALL - 8)
+    x = s:sub(off + 1, off + 8)
+  end
+  return x
+end
+
+function OPS.write8()
+  local off = 0
+  for _ = 1, n do
+    off = (off + STEP) % (SMALL - 8)
+    seg:write(off, "ABCDEFGH")
+  end
+end
+
+function OPS.byte()
+  local off, x = 0, nil
+  for _ = 1, n do
+    off = (off + STEP) % SMALL
+    x = seg:byte(off)
+  end
+  return x
+end
+
+function OPS.sbyte()
+  local off, x = 0, nil
+  for _ = 1, n do
+    off = (off + STEP) % SMALL
+    x = s:byte(off + 1)
+  end
+  return x
+end
+
+function OPS.setbyte()
+  local off = 0
+  for i = 0, n - 1 do
+    off = (off + STEP) % SMALL
+    seg:setbyte(off, i & 255)
+  end
+end
+
+function OPS.unpack()
+  local off, x = 0, nil
+  for _ = 1, n do
+    off = (off + STEP) % (SMALL - 8)
+    x = seg:unpack("<i8", off)
+  end
+  return x
+end
+
+function OPS.sunpack()
+  local off, x = 0, nil
+  for _ = 1, n do
+    off = (off + STEP) % (SMALL - 8)
+    x = string.unpack("<i8", s, off + 1)
+  end
+  return x
+end
+
+function OPS.pack()
+  local off = 0
+  for i = 0, n - 1 do
+    off = (off + STEP) % (SMALL - 8)
+    seg:pack("<i8", off, i)
+  end
+end
+
+function OPS.spack()
+  local off, x = 0, nil
+  for i = 0, n - 1 do
+    off = (off + STEP) % (SMALL - 8)
+    x = string.pack("<i8", i)
+  end
+  return x
+end
+
+function OPS.atomic_add()
+  local off = 0
+  for _ = 1, n do
+    off = (off + 8 * STEP) % SMALL
+    seg:atomic_add(off, 1)
+  end
+end
+
+function OPS.atomic_load()
+  local x
+  for _ = 1, n do
+    x = seg:atomic_load(64)
+  end
+  return x
+end
+
+function OPS.atomic_store()
+  for i = 1, n do
+    seg:atomic_store(64, i)
+  end
+end
+
+-- W5's cycle (the system calls themselves are not counted by callgrind)
+function OPS.cycle()
+  for _ = 1, n do
+    local i = shm.create(shm.IPC_PRIVATE, 4096)
+    local g = shm.attach(i)
+    g:detach()
+    shm.remove(i)
+  end
+end
+
+-- one message of W6, writer side, with no waiting (as when both keep up)
+function OPS.w6writer()
+  for i = 0, n - 1 do
+    seg:pack("<I8c56", 256 + i % 256 * MSG, i, PAD)
+    seg:atomic_store(64, i + 1)
+    if seg:atomic_load(192) ~= 0 and seg:atomic_cas(192, 1, 0) then
+      seg:wake(192)
+    end
+  end
+end
+
+-- one message of W6, reader side
+function OPS.w6reader()
+  local bad = 0
+  for i = 0, n - 1 do
+    local seq, pad = seg:unpack("<I8c56", 256 + i % 256 * MSG)
+    seg:atomic_store(0, i + 1)
+    if seg:atomic_load(128) ~= 0 and seg:atomic_cas(128, 1, 0) then
+      seg:wake(128)
+    end
+    if seq ~= i or pad ~= PAD then
+      bad = bad + 1
+    end
+  end
+  return bad
+end
+
+-- one message of W7 through a channel, sent and received in one process
+function OPS.channel()
+  local ch = channel.new(seg, 0, channel.HEADER + 256 * (8 + MSG))
+  local spack, sunpack = string.pack, string.unpack
+  local bad = 0
+  for i = 0, n - 1 do
+    ch:send(spack("<I8", i) .. PAD)
+    local m = ch:recv()
+    if sunpack("<I8", m) ~= i or m:sub(9) ~= PAD then
+      bad = bad + 1
+    end
+  end
+  return bad
+end
+
+-- the channel's message building alone (string.pack .. PAD)
+function OPS.msgbuild()
+  local spack, x = string.pack, nil
+  for i = 0, n - 1 do
+    x = spack("<I8", i) .. PAD
+  end
+  return x
+end
+
+local f = OPS[op]
+if not f or not n then
+  local names = {}
+  for k in pairs(OPS) do
+    names[#names + 1] = k
+  end
+  table.sort(names)
+  io.stderr:write("usage: plua profile.lua OP N; OP is one of ", table.concat(names, " "), "\n")
+  os.exit(2)
+end
+f()

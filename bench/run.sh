@@ -1,0 +1,183 @@
+#!/bin/sh
+# make bench: the workloads of BENCH.md (W0..W8) for sysvshm, plain Lua, C
+# and the peers (Python's sysv_ipc, Perl's IPC::SysV), in interleaved
+# rounds; then one table of medians with ratios, and the targets.
+#
+#   sh bench/run.sh              (or: make bench)
+#   ROUNDS=3 sh bench/run.sh     fewer rounds (default 5)
+#   ONLY="W1 W6" sh bench/run.sh only these workloads
+#   SAVE=/tmp/b sh bench/run.sh  also keep the raw rows (/tmp/b.rows, /tmp/b.notes);
+#                                  lua5.4 bench/lua/report.lua /tmp/b.rows /tmp/b.notes 5
+#                                  prints the table again
+#
+# Installs nothing: a peer that is missing is skipped with a note (Debian:
+# apt-get install python3-sysv-ipc; Perl's IPC::SysV comes with perl).
+# C programs are built into a temporary directory that is removed at the end.
+# Every program marks its segments for removal right after attaching them;
+# semaphore sets are listed in $SYSVSHM_BENCH_IPC when created, and whatever
+# is still listed is removed on exit, also after Ctrl-C or a kill.
+set -eu
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(dirname "$here")
+LUA=${LUA:-lua5.4}
+PYTHON=${PYTHON:-/usr/bin/python3}
+PERL=${PERL:-perl}
+CC=${CC:-cc}
+ROUNDS=${ROUNDS:-5}
+ONLY=${ONLY:-W0 W1 W2 W3 W4 W5 W6 W7 W8}
+LIMIT=${LIMIT:-60} # seconds for one program, then it is killed
+
+# the in-tree build, unless the caller (make bench) already said where
+export LUA_PATH_5_4="${LUA_PATH_5_4:-$root/lua/?.lua;$root/lua/?/init.lua;;}"
+export LUA_CPATH_5_4="${LUA_CPATH_5_4:-$root/build/?.so;;}"
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/sysvshm-bench.XXXXXX")
+export SYSVSHM_BENCH_IPC="$tmp/ipc"
+: >"$SYSVSHM_BENCH_IPC"
+child=
+
+cleanup() {
+  if [ -n "$child" ]; then
+    kill -TERM "$child" 2>/dev/null || true # timeout passes it to the group
+    wait "$child" 2>/dev/null || true
+  fi
+  # semaphore sets some program created and did not get to remove
+  while read -r kind id; do
+    if [ "$kind" = s ] && ipcs -s | awk '{print $2}' | grep -qx "$id"; then
+      ipcrm -s "$id" 2>/dev/null || true
+    fi
+  done <"$SYSVSHM_BENCH_IPC"
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+trap 'exit 129' HUP
+
+notes="$tmp/notes"
+results="$tmp/results"
+: >"$notes"
+: >"$results"
+note() { printf '%s\n' "$*" >>"$notes"; }
+
+# ---- what can run ------------------------------------------------------------
+
+if ! "$LUA" -e 'require "sysvshm"' 2>/dev/null; then
+  echo "bench: cannot load sysvshm with $LUA; run 'make' first (or use 'make bench')" >&2
+  exit 1
+fi
+
+have_c=0
+if "$CC" -O2 -std=c11 -o "$tmp/limits" "$here/c/limits.c" 2>"$tmp/cc.err"; then
+  have_c=1
+else
+  note "skipped: the C rows ($CC failed: $(head -n 1 "$tmp/cc.err"))"
+fi
+
+have_py=0
+if [ ! -x "$PYTHON" ]; then
+  note "skipped: the Python rows ($PYTHON not found; Debian: apt-get install python3 python3-sysv-ipc)"
+elif ! "$PYTHON" -c 'import sysv_ipc' 2>/dev/null; then
+  note "skipped: the Python rows (no sysv_ipc for $PYTHON; Debian: apt-get install python3-sysv-ipc)"
+else
+  have_py=1
+fi
+
+have_pl=0
+if ! command -v "$PERL" >/dev/null 2>&1; then
+  note "skipped: the Perl rows ($PERL not found)"
+elif ! "$PERL" -MIPC::SysV -MIPC::SharedMem -MIPC::Semaphore -MTime::HiRes -e 1 2>/dev/null; then
+  note "skipped: the Perl rows (IPC::SysV, IPC::SharedMem or Time::HiRes missing)"
+else
+  have_pl=1
+fi
+
+# ---- the programs, by workload -------------------------------------------------
+
+# programs for workload $1, one "prog arg..." per line
+programs() {
+  wl=$1
+  case $wl in
+  W0) set -- plain py pl ;;
+  W1 | W2 | W4 | W8) set -- sysvshm plain py pl ;;
+  W3) set -- sysvshm plain c py pl ;;
+  W5) set -- sysvshm c py pl ;;
+  W6) set -- sysvshm c:w6atomic c:w6sem c:w6pipe py pl ;;
+  W7) set -- sysvshm ;;
+  esac
+  for p in "$@"; do
+    case $p in
+    c:*) [ $have_c = 1 ] && echo "$p" ;;
+    c) [ $have_c = 1 ] && echo "c:$(echo "$wl" | tr W w)" ;;
+    py) [ $have_py = 1 ] && echo py ;;
+    pl) [ $have_pl = 1 ] && echo pl ;;
+    *) echo "$p" ;;
+    esac
+  done
+  return 0
+}
+
+# run program $1 on workload $2 for round $3; rows go to $results
+run() {
+  prog=$1 w=$2 r=$3
+  case $prog in
+  sysvshm | plain) set -- "$LUA" "$here/lua/bench.lua" "$prog" "$w" ;;
+  c:*) set -- "$tmp/limits" "${prog#c:}" ;;
+  py) set -- "$PYTHON" "$here/py/bench.py" "$w" ;;
+  pl) set -- "$PERL" "$here/pl/bench.pl" "$w" ;;
+  esac
+  status=0
+  timeout -k 5 "$LIMIT" "$@" >"$tmp/out" 2>"$tmp/err" &
+  child=$!
+  wait "$child" || status=$?
+  child=
+  tag=${prog%%:*}
+  sed "s/^/$r	$tag	/" "$tmp/out" >>"$results"
+  if [ "$status" != 0 ]; then
+    why="exit status $status"
+    [ "$status" = 124 ] && why="killed after ${LIMIT}s"
+    # the error: lua5.4's message line, or the last line of the others'
+    msg=$(grep -m 1 '^lua5.4:' "$tmp/err" || tail -n 1 "$tmp/err")
+    printf '%s\t%s\tX\t%s\t%s\t%s\n' "$r" "$tag" "$w" "$prog" \
+      "$why: $(printf '%s' "$msg" | tr '\t' ' ')" >>"$results"
+  fi
+}
+
+start=$(date +%s)
+note "machine: $(nproc) cores, $(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -n 1),"\
+" Linux $(uname -r), load at start $(cut -d' ' -f1-3 /proc/loadavg)"
+note "versions: $("$LUA" -v 2>&1 | cut -d' ' -f1-2)$(
+  [ $have_py = 1 ] && printf ', Python %s sysv_ipc %s' \
+    "$("$PYTHON" -c 'import sys; print(sys.version.split()[0])')" \
+    "$("$PYTHON" -c 'import sysv_ipc; print(sysv_ipc.VERSION)')")$(
+  [ $have_pl = 1 ] && printf ', Perl %s IPC::SysV %s' \
+    "$("$PERL" -e 'printf "%vd", $^V')" "$("$PERL" -MIPC::SysV -e 'print $IPC::SysV::VERSION')")"
+
+echo "sysvshm bench: $ROUNDS interleaved rounds of $ONLY" >&2
+r=1
+while [ "$r" -le "$ROUNDS" ]; do
+  printf 'round %d/%d:' "$r" "$ROUNDS" >&2
+  for w in $ONLY; do
+    printf ' %s' "$w" >&2
+    list=$(programs "$w")
+    # rotate the order by the round, so that no program always goes first
+    n=$(printf '%s\n' "$list" | grep -c .) || true
+    if [ "$n" -gt 0 ]; then
+      k=$(((r - 1) % n))
+      order=$( (printf '%s\n' "$list" | tail -n +$((k + 1)); printf '%s\n' "$list" | head -n "$k") | grep .)
+      for prog in $order; do
+        run "$prog" "$w" "$r"
+      done
+    fi
+  done
+  echo >&2
+  r=$((r + 1))
+done
+note "run time: $(($(date +%s) - start)) s, load at end $(cut -d' ' -f1-3 /proc/loadavg)"
+
+if [ -n "${SAVE:-}" ]; then
+  cp "$results" "$SAVE.rows"
+  cp "$notes" "$SAVE.notes"
+fi
+"$LUA" "$here/lua/report.lua" "$results" "$notes" "$ROUNDS"
