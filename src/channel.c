@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "sysvshm.h"
 
@@ -59,6 +60,7 @@ typedef char ch_header_size_check[sizeof(ChHeader) == CH_HEADER ? 1 : -1];
 
 /* The Lua handle.  The segment is kept alive in the user value. */
 typedef struct Channel {
+  const void *tag; /* &ch_tag: marks a real channel handle */
   Segment *seg;
   size_t off;      /* region start in the segment */
   size_t region;   /* region size, header included */
@@ -90,8 +92,14 @@ static unsigned char *ring(const Channel *c) {
   return c->seg->addr + c->off + CH_HEADER;
 }
 
+/* As for segments (seg_test): a tag instead of a metatable lookup. */
+static const char ch_tag = 0;
+
 static Channel *ch_check(lua_State *L) {
-  Channel *c = (Channel *)luaL_checkudata(L, 1, CHANNEL_TNAME);
+  Channel *c = (Channel *)lua_touserdata(L, 1);
+
+  if (c == NULL || lua_rawlen(L, 1) != sizeof *c || c->tag != &ch_tag)
+    luaL_typeerror(L, 1, CHANNEL_TNAME);
 
   if (c->seg->addr == NULL)
     luaL_error(L, "attempt to use a channel in a detached segment");
@@ -121,6 +129,25 @@ static int ch_lock(lua_State *L, pthread_mutex_t *m,
   return 1;
 }
 
+#define CH_SPIN 1000 /* rounds of cpu_relax before sleeping */
+
+static void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  __asm__ __volatile__("yield");
+#endif
+}
+
+static int spin_rounds(void) {
+  static int rounds = -1; /* racy but idempotent: every thread computes the same */
+
+  if (rounds < 0)
+    rounds = sysconf(_SC_NPROCESSORS_ONLN) > 1 ? CH_SPIN : 0;
+
+  return rounds;
+}
+
 /* Sleep until *seq changes from seen (or the deadline); counts the sleeper
  * in *waiters so the other side knows to wake it.  CH_OK when woken (look
  * again), CH_TIMEOUT, or CH_INTERRUPTED when lua.c has a signal (Ctrl-C)
@@ -130,7 +157,17 @@ static int ch_lock(lua_State *L, pthread_mutex_t *m,
 static int ch_sleep(lua_State *L, uint32_t *seq, uint32_t seen,
                     uint32_t *waiters, const struct timespec *deadline) {
   struct timespec limit;
-  int capped, r;
+  int capped, r, i;
+
+  /* The other side usually answers within microseconds: look for a while
+   * before paying for two system calls and a context switch.  Pointless
+   * with one processor, where the other side cannot run meanwhile. */
+  for (i = 0; i < spin_rounds(); i++) {
+    if (__atomic_load_n(seq, __ATOMIC_SEQ_CST) != seen)
+      return CH_OK;
+
+    cpu_relax();
+  }
 
   sync_deadline(&limit, 1.0);
   capped = deadline == NULL || deadline->tv_sec > limit.tv_sec ||
@@ -422,6 +459,7 @@ static int ch_tostring(lua_State *L) {
 static Channel *ch_push(lua_State *L, Segment *s, size_t off, size_t region) {
   Channel *c = (Channel *)lua_newuserdatauv(L, sizeof *c, 1);
 
+  c->tag = &ch_tag;
   c->seg = s;
   c->off = off;
   c->region = region;
