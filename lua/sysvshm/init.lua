@@ -10,4 +10,31 @@ for k, v in pairs(core) do
   M[k] = v
 end
 
+--- Constants: fields of the module itself (`shm.IPC_PRIVATE`, ...), with
+-- the system's values, for `shmget`, `shmat` and `shmctl` flags and
+-- commands, and for comparing the errno that a refusal returns.
+-- @table constants
+-- @field IPC_PRIVATE the key of a new private segment
+-- @field IPC_CREAT create (shmget flag)
+-- @field IPC_EXCL fail if the key exists (shmget flag)
+-- @field IPC_NOWAIT (for completeness: no shm call uses it)
+-- @field IPC_RMID mark for removal (shmctl command)
+-- @field IPC_SET set uid, gid, mode (shmctl command)
+-- @field IPC_STAT status (shmctl command)
+-- @field SHM_RDONLY attach read-only (shmat flag)
+-- @field SHM_RND round the address down (shmat flag)
+-- @field SHM_LOCK lock in memory (shmctl command; Linux)
+-- @field SHM_UNLOCK unlock (shmctl command; Linux)
+-- @field EACCES errno
+-- @field EEXIST errno
+-- @field EIDRM errno
+-- @field EINVAL errno
+-- @field ENOENT errno
+-- @field ENOMEM errno
+-- @field ENOSPC errno
+-- @field EPERM errno
+-- @field MUTEX_SIZE bytes a mutex takes
+-- @field MUTEX_ALIGN the alignment a mutex needs
+-- @field _VERSION `"sysvshm "` and the version
+
 return M

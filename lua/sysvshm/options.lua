@@ -332,8 +332,9 @@ function Parser:error(message, status)
   os.exit(status or 2)
 end
 
---- Parse, or exit: on -h/--help print the usage on standard output and exit
--- 0; on a bad command line call `error` (status 2).
+--- Parse, or exit.
+-- On `-h`/`--help` print the usage on standard output and exit 0; on a
+-- bad command line call `error` (status 2).
 -- @tparam[opt=arg] table args
 -- @treturn table the options
 function Parser:parse_or_exit(args)
