@@ -59,12 +59,14 @@ bench: $(MODULE)
 	sh bench/run.sh
 
 install: $(MODULE)
-	install -d $(DESTDIR)$(LUA_LIBDIR)/sysvshm $(DESTDIR)$(LUA_SHAREDIR)/sysvshm/demo
+	install -d $(DESTDIR)$(LUA_LIBDIR)/sysvshm $(DESTDIR)$(LUA_SHAREDIR)/sysvshm/demo $(DESTDIR)$(PREFIX)/bin
 	install -m 0755 $(MODULE) $(DESTDIR)$(LUA_LIBDIR)/sysvshm/core.so
 	install -m 0644 $(LUAMODS) $(DESTDIR)$(LUA_SHAREDIR)/sysvshm/
 	install -m 0644 $(DEMOS) $(DESTDIR)$(LUA_SHAREDIR)/sysvshm/demo/
+	install -m 0755 bin/sysvshm $(DESTDIR)$(PREFIX)/bin/sysvshm
 
 uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/sysvshm
 	rm -f $(DESTDIR)$(LUA_LIBDIR)/sysvshm/core.so
 	rm -rf $(DESTDIR)$(LUA_SHAREDIR)/sysvshm
 

@@ -34,11 +34,16 @@ build = {
     ["sysvshm.channel"] = "lua/sysvshm/channel.lua",
     ["sysvshm.layout"] = "lua/sysvshm/layout.lua",
     ["sysvshm.options"] = "lua/sysvshm/options.lua",
+    ["sysvshm.cli"] = "lua/sysvshm/cli.lua",
     ["sysvshm.demo.prelude"] = "lua/demo/prelude.lua",
     ["sysvshm.demo.writer"] = "lua/demo/writer.lua",
     ["sysvshm.demo.reader"] = "lua/demo/reader.lua",
     ["sysvshm.demo.counter"] = "lua/demo/counter.lua",
     ["sysvshm.demo.pipeline"] = "lua/demo/pipeline.lua",
+    ["sysvshm.demo.record_layout"] = "lua/demo/record_layout.lua",
+  },
+  install = {
+    bin = { sysvshm = "bin/sysvshm" },
   },
 }
 

@@ -22,6 +22,16 @@
  * positions read from shared memory are validated before use, so a corrupt
  * region raises an error and never reads or writes outside the segment.
  */
+
+/***
+ * @module sysvshm.channel
+ */
+
+/***
+ * Channel methods.
+ * Methods of the channel that `new` and `open` return.
+ * @section methods
+ */
 #include <errno.h>
 #include <pthread.h>
 #include <stdint.h>

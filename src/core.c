@@ -6,6 +6,16 @@
  * raises an error; a refusal of the system returns nil, "call: strerror",
  * errno.
  */
+
+/***
+ * @module sysvshm
+ */
+
+/***
+ * Module functions.
+ * Create, find, attach, inspect and remove segments (also `sysvshm.core`).
+ * @section functions
+ */
 #include <errno.h>
 #include <limits.h>
 #include <math.h>

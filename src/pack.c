@@ -7,6 +7,17 @@
  * and computes where each item goes, so that nothing is written unless the
  * whole call succeeds; the second writes.  No intermediate Lua string.
  */
+
+/***
+ * @module sysvshm
+ */
+
+/***
+ * Pack and unpack.
+ * Segment methods that read and write the format language of
+ * `string.pack` in place.
+ * @section pack
+ */
 #include <float.h>
 #include <math.h>
 #include <limits.h>

@@ -4,6 +4,17 @@
  * through seg_check/seg_checkw/seg_checkany, which reject anything that is
  * not an attached segment before any memory is touched.
  */
+
+/***
+ * @module sysvshm
+ */
+
+/***
+ * Segment methods.
+ * An attached segment, from `attach` or `shmat`: bytes and strings at
+ * 0-based, bounds-checked offsets.
+ * @section segment
+ */
 #include <errno.h>
 #include <limits.h>
 #include <string.h>

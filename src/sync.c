@@ -3,6 +3,17 @@
  * integers, futex wait/wake on 32-bit words (shared futexes, so they work
  * across processes), and a robust process-shared mutex.
  */
+
+/***
+ * @module sysvshm
+ */
+
+/***
+ * Atomics, futexes and the mutex.
+ * Coordination between processes: atomic segment methods, futex wait and
+ * wake, the monotonic clock, and the robust mutex and its methods.
+ * @section sync
+ */
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
