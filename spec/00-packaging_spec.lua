@@ -66,5 +66,8 @@ describe("packaging", function()
       .. "print(shm._VERSION, type(require 'sysvshm.channel'.new), type(require 'sysvshm.layout'.struct))\"")
     assert.equal(tree .. "/lib/lua/5.4/sysvshm/core.so", out[1])
     assert.equal("sysvshm " .. rs.version .. "\tfunction\tfunction", out[2])
+    -- the command, through luarocks' wrapper that sets the tree's paths
+    local cmd = lines_of("env -u LUA_PATH_5_4 -u LUA_CPATH_5_4 '" .. tree .. "/bin/sysvshm' --version")
+    assert.matches(rs.version, cmd[1], 1, true)
   end)
 end)
