@@ -77,6 +77,7 @@ typedef struct Channel {
   size_t maxmsg;   /* largest message accepted */
   uint64_t cap;    /* ring bytes, from the region size: never re-read from
                       shared memory, which another process may corrupt */
+  int spin;        /* rounds to spin before sleeping, adapted per handle */
   char *buf;       /* receive buffer: filled under the lock, pushed after */
   size_t bufsize;
 } Channel;
@@ -139,7 +140,8 @@ static int ch_lock(lua_State *L, pthread_mutex_t *m,
   return 1;
 }
 
-#define CH_SPIN 1000 /* rounds of cpu_relax before sleeping */
+#define CH_SPIN_MAX 2048 /* rounds of cpu_relax before sleeping, at most */
+#define CH_SPIN_MIN 16   /* and at least, once spinning (multi-core) */
 
 static void cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -149,11 +151,13 @@ static void cpu_relax(void) {
 #endif
 }
 
-static int spin_rounds(void) {
+/* The first spin budget: none with one processor, where the other side
+ * cannot run while we spin. */
+static int spin_start(void) {
   static int rounds = -1; /* racy but idempotent: every thread computes the same */
 
   if (rounds < 0)
-    rounds = sysconf(_SC_NPROCESSORS_ONLN) > 1 ? CH_SPIN : 0;
+    rounds = sysconf(_SC_NPROCESSORS_ONLN) > 1 ? CH_SPIN_MAX / 4 : 0;
 
   return rounds;
 }
@@ -164,20 +168,27 @@ static int spin_rounds(void) {
  * to raise as soon as we return.  A sleep lasts at most a second before
  * looking again: a process killed between publishing and waking must not
  * leave a sleeper waiting for ever. */
-static int ch_sleep(lua_State *L, uint32_t *seq, uint32_t seen,
+static int ch_sleep(lua_State *L, Channel *c, uint32_t *seq, uint32_t seen,
                     uint32_t *waiters, const struct timespec *deadline) {
   struct timespec limit;
   int capped, r, i;
 
   /* The other side usually answers within microseconds: look for a while
-   * before paying for two system calls and a context switch.  Pointless
-   * with one processor, where the other side cannot run meanwhile. */
-  for (i = 0; i < spin_rounds(); i++) {
-    if (__atomic_load_n(seq, __ATOMIC_SEQ_CST) != seen)
+   * before paying for two system calls and a context switch.  The budget
+   * adapts: it grows while spinning pays, and shrinks while it does not
+   * (the other side is descheduled, or has nothing to say). */
+  for (i = 0; i < c->spin; i++) {
+    if (__atomic_load_n(seq, __ATOMIC_SEQ_CST) != seen) {
+      if (c->spin < CH_SPIN_MAX)
+        c->spin *= 2;
       return CH_OK;
+    }
 
     cpu_relax();
   }
+
+  if (c->spin > CH_SPIN_MIN)
+    c->spin /= 2;
 
   sync_deadline(&limit, 1.0);
   capped = deadline == NULL || deadline->tv_sec > limit.tv_sec ||
@@ -280,7 +291,7 @@ static int ch_send(lua_State *L) {
       break;
     }
 
-    why = ch_sleep(L, &h->space_seq, seen, &h->send_waiters,
+    why = ch_sleep(L, c, &h->space_seq, seen, &h->send_waiters,
                    timed ? &deadline : NULL);
     if (why != CH_OK)
       break;
@@ -368,7 +379,7 @@ static int ch_recv(lua_State *L) {
       break;
     }
 
-    why = ch_sleep(L, &h->data_seq, seen, &h->recv_waiters,
+    why = ch_sleep(L, c, &h->data_seq, seen, &h->recv_waiters,
                    timed ? &deadline : NULL);
     if (why != CH_OK)
       break;
@@ -470,6 +481,7 @@ static Channel *ch_push(lua_State *L, Segment *s, size_t off, size_t region) {
   Channel *c = (Channel *)lua_newuserdatauv(L, sizeof *c, 1);
 
   c->tag = &ch_tag;
+  c->spin = spin_start();
   c->seg = s;
   c->off = off;
   c->region = region;
