@@ -178,6 +178,11 @@ static void put_uint(unsigned char *dst, lua_Unsigned v, int little, int size,
                      int negative) {
   int i;
 
+  if (size == SZINT && little == native_little()) { /* the common case */
+    memcpy(dst, &v, sizeof v);
+    return;
+  }
+
   for (i = 0; i < size; i++) {
     unsigned char byte;
 
@@ -418,6 +423,13 @@ static lua_Integer get_int(lua_State *L, const unsigned char *src, int little,
   int used = size <= SZINT ? size : SZINT;
   int i;
 
+  if (size == SZINT && little == native_little()) { /* the common case */
+    lua_Integer n;
+
+    memcpy(&n, src, sizeof n);
+    return n;
+  }
+
   for (i = used - 1; i >= 0; i--)
     v = (v << 8) | src[little ? i : size - 1 - i];
 
@@ -464,7 +476,8 @@ int seg_unpack(lua_State *L) {
       return too_short(L, s, pos);
 
     pos += pad;
-    luaL_checkstack(L, 2, "too many results");
+    if (n >= LUA_MINSTACK - 2) /* a C function starts with LUA_MINSTACK free */
+      luaL_checkstack(L, 2, "too many results");
     switch (k) {
     case K_INT:
     case K_UINT:
