@@ -59,6 +59,18 @@ M.root = find_root()
 M.lua_path = M.root .. "/lua/?.lua;" .. M.root .. "/lua/?/init.lua;;"
 M.lua_cpath = M.root .. "/build/?.so;;"
 
+--- The build the children load (the directory holding sysvshm/core.so):
+-- $SYSVSHM_BUILD_DIR when set to an absolute path (tools/check.sh points
+-- it at its sanitizer and valgrind builds), otherwise <root>/build.
+M.build_dir = M.root .. "/build"
+do
+  local dir = os.getenv("SYSVSHM_BUILD_DIR")
+  if dir and dir:match("^/") then
+    M.build_dir = (dir:gsub("/+$", ""))
+    M.lua_cpath = M.build_dir .. "/?.so;;"
+  end
+end
+
 --- The interpreter the children run.
 M.lua = "lua5.4"
 
@@ -256,10 +268,11 @@ function M.nobody_ok()
     why = "setpriv not found"
   else
     local probe = M.sh(M.lua_env() .. NOBODY .. "sh -c "
-      .. M.quote("test -r lua/sysvshm/init.lua && test -r build/sysvshm/core.so"))
+      .. M.quote("test -r lua/sysvshm/init.lua && test -r "
+        .. M.quote(M.build_dir .. "/sysvshm/core.so")))
     if not probe.ok then
-      why = "the checkout " .. M.root .. " (its lua/ and build/) is not readable"
-        .. " by user nobody; a permission test needs it to be"
+      why = "the checkout " .. M.root .. " (its lua/ and " .. M.build_dir
+        .. ") is not readable by user nobody; a permission test needs it to be"
     else
       local r = M.sh(lua_command('require "sysvshm"; io.write("ok")', nil, NOBODY))
       if r.stdout ~= "ok" then
@@ -274,6 +287,32 @@ end
 --- As `run_lua`, as user nobody (group nogroup, no supplementary groups).
 function M.run_lua_as_nobody(code, args)
   return M.sh(lua_command(code, args, NOBODY))
+end
+
+--- As `run_lua`, as another user and group (names or numbers), with no
+-- supplementary groups: `h.run_lua_as("daemon", "daemon", code, args)`.
+-- Check `h.user_ok(user, group)` first.
+function M.run_lua_as(user, group, code, args)
+  return M.sh(lua_command(code, args, "setpriv --reuid=" .. M.quote(user) .. " --regid="
+    .. M.quote(group) .. " --clear-groups "))
+end
+
+local user_status = {}
+
+--- Whether children can run as `user` (and `group`): true, or false and a
+-- reason, as `nobody_ok`.
+function M.user_ok(user, group)
+  local key = user .. ":" .. group
+  if user_status[key] then return table.unpack(user_status[key]) end
+  local can, why = M.nobody_ok() -- root, setpriv, a readable checkout
+  if can then
+    local r = M.run_lua_as(user, group, 'require "sysvshm"; io.write("ok")')
+    if r.stdout ~= "ok" then
+      can, why = false, "user " .. user .. " cannot load the module: " .. r.stderr
+    end
+  end
+  user_status[key] = { can, why }
+  return can, why
 end
 
 --- A one-line description of a child result, for assertion messages.

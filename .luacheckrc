@@ -1,0 +1,6 @@
+-- luacheck configuration (tools/check.sh runs `luacheck lua spec bench`).
+std = "lua54"
+max_line_length = 120
+
+-- the busted specs: describe, it, assert, pending, ...
+files["spec/"] = { std = "+busted" }
