@@ -221,6 +221,9 @@ static void ring_put(unsigned char *r, uint64_t cap, uint64_t pos,
 
 static void ring_get(const unsigned char *r, uint64_t cap, uint64_t pos,
                      void *dst, size_t n) {
+  if (n == 0) /* dst may be NULL then: no buffer yet */
+    return;
+
   size_t i = (size_t)(pos % cap);
   size_t first = n < cap - i ? n : (size_t)(cap - i);
 

@@ -499,6 +499,7 @@ static int shm_list(lua_State *L) {
 
   lua_newtable(L);
   for (i = 0; i <= maxidx; i++) {
+    memset(&ds, 0, sizeof ds); /* valgrind does not know SHM_STAT_ANY fills it */
 #ifdef SHM_STAT_ANY
     int id = shmctl(i, SHM_STAT_ANY, &ds); /* Linux 4.17: no read check */
 

@@ -455,9 +455,11 @@ static int mutex_with(lua_State *L) {
   m->seg->locks++;
   base = 1; /* results start after the handle */
   status = lua_pcall(L, lua_gettop(L) - 2, LUA_MULTRET, 0);
-  m->held = 0;
-  m->seg->locks--;
-  pthread_mutex_unlock(mutex_ptr(m));
+  if (m->held) { /* fn may have unlocked (and even detached) itself */
+    m->held = 0;
+    m->seg->locks--;
+    pthread_mutex_unlock(mutex_ptr(m));
+  }
   if (status != LUA_OK)
     return lua_error(L);
 
