@@ -54,21 +54,17 @@
 -- @module sysvshm.cli
 
 -- Run as a script from a checkout (lua5.4 lua/sysvshm/cli.lua), find the
--- in-tree modules as the demos do (see lua/demo/prelude.lua): only ever
--- added in front of the search paths, never replacing them. Required as a
--- module (`...` is then the module name), leave the paths alone.
+-- in-tree modules with the demos' prelude (lua/demo/prelude.lua, which
+-- only ever adds in front of the search paths; its root, two levels above
+-- the script, is the checkout here too). Required as a module (`...` is
+-- then the module name), leave the paths alone.
 local SCRIPT = (...) ~= "sysvshm.cli"
 if SCRIPT and arg and arg[0] then
-  local root = (arg[0]:match("^(.*)/[^/]*$") or ".") .. "/../.."
-  local function exists(path)
-    local f = io.open(path)
-    return f ~= nil and f:close()
-  end
-  if exists(root .. "/lua/sysvshm/init.lua") then
-    package.path = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;" .. package.path
-  end
-  if exists(root .. "/build/sysvshm/core.so") then
-    package.cpath = root .. "/build/?.so;" .. package.cpath
+  local prelude = (arg[0]:match("^(.*)/[^/]*$") or ".") .. "/../demo/prelude.lua"
+  local f = io.open(prelude)
+  if f then
+    f:close()
+    dofile(prelude)
   end
 end
 
