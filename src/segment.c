@@ -310,7 +310,18 @@ static int seg_cstring(lua_State *L) {
   const unsigned char *p = s->addr + off;
   const unsigned char *nul = memchr(p, 0, s->size - off);
 
-  lua_pushlstring(L, (const char *)p, nul ? (size_t)(nul - p) : s->size - off);
+  size_t len = nul ? (size_t)(nul - p) : s->size - off;
+  const char *copy;
+
+  lua_pushlstring(L, (const char *)p, len);
+
+  /* Another process may have stored a NUL between the scan and the copy:
+   * the copy is what we return, so cut it at its own first NUL. */
+  copy = lua_tolstring(L, -1, &len);
+  nul = memchr(copy, 0, len);
+  if (nul != NULL)
+    lua_pushlstring(L, copy, (size_t)((const char *)nul - copy));
+
   return 1;
 }
 
