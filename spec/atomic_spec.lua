@@ -1,81 +1,26 @@
 -- Atomics on 64-bit integers and futex wait/wake on 32-bit words, in one
 -- process and across lua5.4 child processes.
-local shm = require "sysvshm"
+local h = require "helpers"
+local shm = h.shm
 
 -- ---- local helpers ----------------------------------------------------------
 
-local function quote(s)
-  return "'" .. tostring(s):gsub("'", [['\'']]) .. "'"
-end
+-- Every test removes its segment once its children have attached it (an
+-- attached, removed segment stays usable); h.cleanup removes whatever a
+-- failing test left, after killing its children.
+local new_segment, release, poll, errmsg = h.new_segment, h.release, h.poll, h.errmsg
 
--- The repository root, absolute (this file is <root>/spec/atomic_spec.lua).
-local ROOT = (function()
-  local dir = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
-  local p = assert(io.popen("cd " .. quote(dir .. "/..") .. " && pwd -P"))
-  local root = p:read("l")
-  p:close()
-  return root
-end)()
-
--- Segment ids not yet removed; every test removes its own once its children
--- have attached (an attached, removed segment stays usable), after_each
--- removes whatever a failing test left.
-local live = {}
-
-local function new_segment(size)
-  local id = assert(shm.create(shm.IPC_PRIVATE, size))
-  live[id] = true
-  return assert(shm.attach(id)), id
-end
-
-local function release(id)
-  if live[id] then
-    live[id] = nil
-    assert(shm.remove(id))
-  end
-end
-
--- Children started with spawn and not yet joined.
-local running = {}
-
--- Start `code` in a lua5.4 process that finds the in-tree module; it gets
--- `shm` and the extra arguments (as strings) in `...`.  Returns a handle
--- for join; the child is started at once (io.popen), so several run
--- concurrently.  Its stderr goes to the same pipe.
+-- Start `code` in a lua5.4 child that gets `shm` and the extra arguments
+-- (as strings) in `...`, alongside the test (h.spawn).
 local function spawn(code, ...)
-  local file = os.tmpname()
-  local f = assert(io.open(file, "w"))
-  f:write('local shm = require "sysvshm"\nio.stdout:setvbuf("line")\n', code)
-  f:close()
-  local args = {}
-  for i, a in ipairs({ ... }) do args[i] = quote(a) end
-  local cmd = "cd " .. quote(ROOT) .. " && env -u LUA_INIT -u LUA_INIT_5_4"
-    .. " LUA_PATH_5_4=" .. quote(ROOT .. "/lua/?.lua;" .. ROOT .. "/lua/?/init.lua;;")
-    .. " LUA_CPATH_5_4=" .. quote(ROOT .. "/build/?.so;;")
-    .. " timeout 60 lua5.4 " .. quote(file) .. " " .. table.concat(args, " ") .. " 2>&1"
-  local child = { pipe = assert(io.popen(cmd, "r")), file = file }
-  running[child] = true
-  return child
+  return h.spawn('local shm = require "sysvshm"\nio.stdout:setvbuf("line")\n' .. code, ...)
 end
 
--- Wait for a child to end: its whole output, and whether it exited with 0.
+-- Wait for a child to end: what it printed (its "pid N" line left out),
+-- and whether it exited with 0.
 local function join(child)
-  local out = child.pipe:read("a")
-  local ok = child.pipe:close()
-  os.remove(child.file)
-  running[child] = nil
-  return out, ok == true
-end
-
--- Poll cond() until it is true or `seconds` pass; returns its last value.
-local function poll(cond, seconds)
-  local deadline = shm.clock() + (seconds or 10)
-  repeat
-    local v = cond()
-    if v then return v end
-    shm.sleep(0.002)
-  until shm.clock() > deadline
-  return cond()
+  child:join()
+  return child:said(), child.ok
 end
 
 -- Whether process pid sleeps in a futex (its wchan names the futex wait).
@@ -87,16 +32,7 @@ local function in_futex(pid)
   return w:find("futex", 1, true) ~= nil
 end
 
-after_each(function()
-  for child in pairs(running) do join(child) end
-  for id in pairs(live) do release(id) end
-end)
-
-local function errmsg(f, ...)
-  local ok, e = pcall(f, ...)
-  if ok then return nil end
-  return (tostring(e):gsub("^[^\n]-:%d+: ", ""))
-end
+after_each(h.cleanup)
 
 local LITTLE = string.pack("=i4", 1):byte(1) == 1
 local MAX, MIN = math.maxinteger, math.mininteger
@@ -357,8 +293,7 @@ describe("wait and wake", function()
   -- it is 0, then prints what wait returned.
   local waiter = [[
     local seg = assert(shm.attach(tonumber((...))))
-    local pid = io.open("/proc/self/stat"):read("n")
-    print(pid)
+    print("pid " .. io.open("/proc/self/stat"):read("n"))
     seg:atomic_add(8, 1)
     local ok, why = seg:wait(0, 0, 10)
     print(tostring(ok) .. " " .. tostring(why))
@@ -368,7 +303,7 @@ describe("wait and wake", function()
     local seg, id = new_segment(16)
     seg:fill(0)
     local child = spawn(waiter, id)
-    local pid = assert(math.tointeger(tonumber(child.pipe:read("l"))))
+    local pid = child:waitpid()
     assert.is_truthy(poll(function() return seg:atomic_load(8) == 1 end))
     release(id)
     local asleep = poll(function() return in_futex(pid) end, 5)
@@ -389,8 +324,7 @@ describe("wait and wake", function()
     local seg, id = new_segment(16)
     seg:fill(0)
     local a, b = spawn(waiter, id), spawn(waiter, id)
-    local pa = assert(math.tointeger(tonumber(a.pipe:read("l"))))
-    local pb = assert(math.tointeger(tonumber(b.pipe:read("l"))))
+    local pa, pb = a:waitpid(), b:waitpid()
     assert.is_truthy(poll(function() return seg:atomic_load(8) == 2 end))
     release(id)
     local asleep = poll(function() return in_futex(pa) and in_futex(pb) end, 10)

@@ -179,107 +179,10 @@ end
 print("drained " .. table.concat(got, ","))
 ]]
 
-local LIMIT = 60 -- seconds a child may live (`timeout -s KILL`)
-
-local Child = {}
-Child.__index = Child
-
-local live = {} -- children not joined yet
-
--- Start a child running PRELUDE .. body with the given arguments.
+-- Start a child running PRELUDE .. body with the given arguments (h.spawn,
+-- killed after h.CHILD_LIMIT seconds); h.cleanup kills what still runs.
 local function spawn(body, ...)
-  local file = h.tmpfile()
-  local f = assert(io.open(file, "w"))
-  f:write(PRELUDE, "\n", body)
-  f:close()
-  local args = {}
-  for i = 1, select("#", ...) do
-    args[i] = h.quote(tostring((select(i, ...))))
-  end
-  -- The shell prints its pid, which `exec env` hands on to `timeout`: it
-  -- stays ours until the handle is closed, so after_each can signal it
-  -- (timeout passes SIGTERM on to lua5.4).
-  local cmd = ("echo $$; cd %s && exec env -u LUA_INIT -u LUA_INIT_5_4"
-    .. " LUA_PATH_5_4=%s LUA_CPATH_5_4=%s timeout -s KILL %d lua5.4 %s %s 2>&1"):format(
-    h.quote(h.root), h.quote(h.lua_path), h.quote(h.lua_cpath), LIMIT,
-    h.quote(file), table.concat(args, " "))
-  local fh = assert(io.popen(cmd, "r"))
-  local child = setmetatable({ fh = fh, out = {} }, Child)
-  child.tpid = math.tointeger(tonumber(fh:read("l")))
-  live[child] = true
-  return child
-end
-
-function Child:output()
-  return table.concat(self.out, "\n")
-end
-
--- The next line of output, or nil at the end (lines already read by join
--- are handed out again in order).  Notes the child's pid.
-function Child:line()
-  self.pos = (self.pos or 0) + 1
-  if self.out[self.pos] then return self.out[self.pos] end
-  local l = not self.joined and self.fh:read("l") or nil
-  if l then
-    self.out[#self.out + 1] = l
-    if not self.pid then
-      self.pid = math.tointeger(tonumber(l:match("^pid (%d+)$")))
-    end
-  else
-    self.pos = self.pos - 1
-  end
-  return l
-end
-
--- Read lines until one matches pattern; its captures.  Raises at the end
--- of the output.
-function Child:expect(pattern)
-  while true do
-    local l = self:line()
-    if l == nil then
-      error(("child ended without a line matching %q; output:\n%s"):format(
-        pattern, self:output()), 2)
-    end
-    if l:match(pattern) then return l:match(pattern) end
-  end
-end
-
--- Wait for the end; sets ok/how/code.  Returns self.
-function Child:join()
-  local pos = self.pos
-  while self:line() do end
-  self.pos = pos
-  self.ok, self.how, self.code = self.fh:close()
-  self.joined = true
-  live[self] = nil
-  return self
-end
-
--- SIGKILL the lua5.4 process (alive: it is looping or blocked).
-function Child:kill()
-  while not self.pid and self:line() do end
-  assert(self.pid, "no pid from the child: " .. self:output())
-  assert(os.execute("kill -KILL " .. self.pid))
-end
-
--- key=value pairs of a line.
-local function kv(line)
-  local t = {}
-  for k, v in line:gmatch("(%w+)=(%S+)") do t[k] = math.tointeger(tonumber(v)) or v end
-  return t
-end
-
--- key=value pairs of the child's next line starting with `word`.
-function Child:fields(word)
-  return kv(self:expect("^" .. word .. " .*$"))
-end
-
-local function stop_children()
-  for child in pairs(live) do
-    if child.tpid then os.execute("kill -TERM " .. child.tpid .. " 2>/dev/null") end
-    pcall(child.fh.close, child.fh)
-    live[child] = nil
-  end
+  return h.spawn(PRELUDE .. "\n" .. body, ...)
 end
 
 -- ---- small helpers -------------------------------------------------------
@@ -340,10 +243,7 @@ local function results(...)
 end
 
 describe("sysvshm.channel", function()
-  after_each(function()
-    stop_children()
-    h.cleanup()
-  end)
+  after_each(h.cleanup)
 
   it("exports HEADER and MIN_SIZE", function()
     assert.equal(HEADER, channel.HEADER)
@@ -1011,7 +911,7 @@ describe("sysvshm.channel", function()
       ch:close()
       prod:join()
       assert.is_true(prod.ok, prod:output())
-      local pr = kv(prod:expect("^%a+ sent=%d+.*$"))
+      local pr = h.kv(prod:expect("^%a+ sent=%d+.*$"))
       local sent = pr.sent
       assert.is_true(pr.why == nil or pr.why == "closed", prod:output())
       other:join()

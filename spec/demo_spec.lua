@@ -2,28 +2,17 @@
 -- processes. Every test makes its own key from a fresh temporary file, so
 -- tests never meet each other or a demo someone runs with the defaults, and
 -- after_each removes any segment, process and file a test left behind.
-local shm = require "sysvshm"
+local h = require "helpers"
+local shm = h.shm
 
 local PROJ = 0x5d -- with a fresh file per test, the key is ours alone
 
-local function q(s) -- quote for sh
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
+local q = h.quote   -- quote for sh
+local ROOT = h.root -- the checkout's root, absolute
 
-local function sh_read(cmd)
-  local p = assert(io.popen(cmd))
-  local out = p:read("a")
-  p:close()
-  return out
-end
-
--- The checkout's root, absolute, from where this file is.
-local ROOT = sh_read("cd " .. q((debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or ".") .. "/..")
-                     .. " && pwd"):gsub("\n$", "")
-
--- Children use the in-tree build (absolute paths: they run elsewhere too).
-local ENV = ("LUA_PATH_5_4=%s LUA_CPATH_5_4=%s"):format(
-  q(ROOT .. "/lua/?.lua;" .. ROOT .. "/lua/?/init.lua;;"), q(ROOT .. "/build/?.so;;"))
+-- Children use the in-tree build (absolute paths: they run elsewhere too;
+-- under make check, the sanitizer build: h.lua_cpath).
+local ENV = ("LUA_PATH_5_4=%s LUA_CPATH_5_4=%s"):format(q(h.lua_path), q(h.lua_cpath))
 
 local function slurp(path)
   local f = io.open(path, "rb")

@@ -14,7 +14,8 @@
 -- (set explicitly to absolute paths, never plain LUA_PATH/LUA_CPATH, which
 -- the Lua 5.1 launcher of busted would read too); `h.run_lua_as_nobody`
 -- does the same as user nobody through setpriv, after `h.nobody_ok()`
--- said it can.
+-- said it can.  `h.spawn(code, ...)` starts one that runs alongside the
+-- test (several at once), killed by `h.cleanup` if still running.
 local M = {}
 
 local shm = require "sysvshm"
@@ -74,12 +75,17 @@ end
 --- The interpreter the children run.
 M.lua = "lua5.4"
 
+-- `env` with the in-tree paths set and no LUA_INIT.
+local function lua_vars()
+  return "env -u LUA_INIT -u LUA_INIT_5_4"
+    .. " LUA_PATH_5_4=" .. M.quote(M.lua_path)
+    .. " LUA_CPATH_5_4=" .. M.quote(M.lua_cpath) .. " "
+end
+
 --- A shell prefix that runs a command with the in-tree paths set (and no
 -- LUA_INIT), from the repository root: `h.lua_env() .. "lua5.4 x.lua"`.
 function M.lua_env()
-  return "cd " .. M.quote(M.root) .. " && env -u LUA_INIT -u LUA_INIT_5_4"
-    .. " LUA_PATH_5_4=" .. M.quote(M.lua_path)
-    .. " LUA_CPATH_5_4=" .. M.quote(M.lua_cpath) .. " "
+  return "cd " .. M.quote(M.root) .. " && " .. lua_vars()
 end
 
 --- The pid of this (the test) process.
@@ -96,6 +102,26 @@ function M.uid()
   local s = f:read("a")
   f:close()
   return math.tointeger(tonumber(s:match("\nUid:%s+(%d+)")))
+end
+
+--- Call cond() until it returns a true value or `seconds` (default 10)
+-- pass, sleeping 2 ms between calls; returns its last value.
+function M.poll(cond, seconds)
+  local deadline = shm.clock() + (seconds or 10)
+  repeat
+    local v = cond()
+    if v then return v end
+    shm.sleep(0.002)
+  until shm.clock() > deadline
+  return cond()
+end
+
+--- The message of the error f(...) raises, without its location; nil when
+-- the call succeeds.
+function M.errmsg(f, ...)
+  local ok, e = pcall(f, ...)
+  if ok then return nil end
+  return (tostring(e):gsub("^[^\n]-:%d+: ", ""))
 end
 
 -- ---- cleanup -------------------------------------------------------------
@@ -124,9 +150,23 @@ function M.tmpfile()
   return name
 end
 
---- Detach every tracked attachment, remove every tracked segment and delete
--- the temporary files. Never raises; use as `after_each(h.cleanup)`.
+--- Forget a tracked segment id and remove the segment now (a test that
+-- removes its segment once every process has attached it); raises if the
+-- removal fails.
+function M.release(id)
+  for i = #ids, 1, -1 do
+    if ids[i] == id then table.remove(ids, i) end
+  end
+  assert(shm.remove(id))
+end
+
+local stop_children -- below, with the children
+
+--- Kill the children still running (`h.spawn`), detach every tracked
+-- attachment, remove every tracked segment and delete the temporary files.
+-- Never raises; use as `after_each(h.cleanup)`.
 function M.cleanup()
+  stop_children()
   for seg in pairs(segs) do
     pcall(seg.detach, seg)
     segs[seg] = nil
@@ -313,6 +353,141 @@ function M.user_ok(user, group)
   end
   user_status[key] = { can, why }
   return can, why
+end
+
+-- ---- children running alongside the test ----------------------------------
+
+--- Seconds a child of `h.spawn` may live before it is killed.
+M.CHILD_LIMIT = 60
+
+local Child = {}
+Child.__index = Child
+local live = {} -- children not joined yet
+
+--- Start a Lua chunk at once in a new lua5.4 process that finds the in-tree
+-- build (io.popen: several run concurrently with the test); it gets the
+-- arguments as strings in `...` and `arg`; its stderr joins its stdout.
+-- A child that prints a line "pid N" first lets `kill` and `waitpid` work.
+-- Returns a child: `:line()`, `:expect(pattern)`, `:fields(word)`,
+-- `:join()` (sets ok, how, code), `:output()`, `:said()`, `:kill()`.
+function M.spawn(code, ...)
+  return M.spawn_limited(M.CHILD_LIMIT, code, ...)
+end
+
+--- As `spawn`, killed (SIGKILL) after `limit` seconds instead.
+function M.spawn_limited(limit, code, ...)
+  local file = M.tmpfile()
+  local f = assert(io.open(file, "w"))
+  f:write(code)
+  f:close()
+  local args = {}
+  for i = 1, select("#", ...) do args[i] = M.quote(tostring((select(i, ...)))) end
+  -- The shell prints its pid, which `exec` hands on to `timeout`, the
+  -- leader of a process group holding the interpreter.
+  local cmd = ("echo $$; cd %s && exec %stimeout -s KILL %d %s %s %s 2>&1"):format(
+    M.quote(M.root), lua_vars(), limit, M.lua, M.quote(file), table.concat(args, " "))
+  local fh = assert(io.popen(cmd, "r"))
+  local child = setmetatable({ fh = fh, out = {}, pos = 0 }, Child)
+  child.tpid = math.tointeger(tonumber(fh:read("l")))
+  live[child] = true
+  return child
+end
+
+--- The next line of output, or nil at the end (lines already read by
+-- `join` are handed out again in order).  Notes the pid of a "pid N" line.
+function Child:line()
+  self.pos = self.pos + 1
+  if self.out[self.pos] then return self.out[self.pos] end
+  local l = not self.joined and self.fh:read("l") or nil
+  if l then
+    self.out[#self.out + 1] = l
+    self.pid = self.pid or math.tointeger(tonumber(l:match("^pid (%d+)$")))
+  else
+    self.pos = self.pos - 1
+  end
+  return l
+end
+
+--- Read lines until one matches pattern; its captures.  Raises at the end
+-- of the output.
+function Child:expect(pattern)
+  while true do
+    local l = self:line()
+    if l == nil then
+      error(("child ended without a line matching %q; output:\n%s"):format(
+        pattern, self:output()), 2)
+    end
+    if l:match(pattern) then return l:match(pattern) end
+  end
+end
+
+--- The key=value pairs of a line, as a table (integers converted).
+function M.kv(line)
+  local t = {}
+  for k, v in line:gmatch("(%w+)=(%S+)") do t[k] = math.tointeger(tonumber(v)) or v end
+  return t
+end
+
+--- The key=value pairs (`h.kv`) of the child's next line starting with
+-- `word`.
+function Child:fields(word)
+  return M.kv(self:expect("^" .. word .. " .*$"))
+end
+
+--- The child's pid, from its "pid N" line (read up to it).
+function Child:waitpid()
+  while not self.pid and self:line() do end
+  assert(self.pid, "no pid from the child: " .. self:output())
+  return self.pid
+end
+
+--- Wait for the end; sets ok (true for exit status 0), how and code as
+-- io.close does.  Returns self.
+function Child:join()
+  if self.joined then return self end
+  local pos = self.pos
+  while self:line() do end
+  self.pos = pos
+  self.ok, self.how, self.code = self.fh:close()
+  self.ok = self.ok == true
+  self.joined = true
+  live[self] = nil
+  return self
+end
+
+--- Everything the child printed so far, lines joined by newlines.
+function Child:output()
+  return table.concat(self.out, "\n")
+end
+
+--- What the child printed besides its "pid N" line, each line ending in a
+-- newline (call after join).
+function Child:said()
+  local t = {}
+  for _, l in ipairs(self.out) do
+    if not l:match("^pid %d+$") then t[#t + 1] = l .. "\n" end
+  end
+  return table.concat(t)
+end
+
+--- SIGKILL the interpreter (it must have printed its pid) and reap it;
+-- sets `killed`, and `sent` to whether the signal found the process.
+-- Returns self.
+function Child:kill()
+  self.sent = os.execute("kill -KILL " .. self:waitpid() .. " 2>/dev/null") == true
+  self.killed = true
+  return self:join()
+end
+
+function stop_children()
+  for child in pairs(live) do
+    if child.tpid then
+      os.execute(("kill -KILL -%d %d 2>/dev/null"):format(child.tpid, child.tpid))
+    end
+    if child.pid then os.execute("kill -KILL " .. child.pid .. " 2>/dev/null") end
+    pcall(child.fh.close, child.fh)
+    live[child] = nil
+  end
 end
 
 --- A one-line description of a child result, for assertion messages.

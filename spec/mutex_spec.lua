@@ -1,157 +1,57 @@
 -- shm.mutex: a robust, process-shared mutex in a segment, in one process and
 -- across lua5.4 child processes (including one killed while holding it).
-local shm = require "sysvshm"
+local h = require "helpers"
+local shm = h.shm
 
 -- ---- local helpers ----------------------------------------------------------
 
-local function quote(s)
-  return "'" .. tostring(s):gsub("'", [['\'']]) .. "'"
-end
+-- Every test removes its segment once its children have attached it (an
+-- attached, removed segment stays usable); h.cleanup removes whatever a
+-- failing test left, after killing its children.
+local new_segment, release, poll, errmsg = h.new_segment, h.release, h.poll, h.errmsg
 
--- Run a shell command; its stdout and whether it exited with 0.
-local function sh(cmd)
-  local p = assert(io.popen(cmd, "r"))
-  local out = p:read("a")
-  local ok = p:close()
-  return out, ok == true
-end
+local HEAD = 'local shm = require "sysvshm"\nio.stdout:setvbuf("line")\n'
 
--- The repository root, absolute (this file is <root>/spec/mutex_spec.lua).
-local ROOT = (function()
-  local dir = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
-  return (sh("cd " .. quote(dir .. "/..") .. " && pwd -P"):gsub("\n$", ""))
-end)()
-
--- Segment ids not yet removed; every test removes its own once its children
--- have attached (an attached, removed segment stays usable), after_each
--- removes whatever a failing test left.
-local live = {}
-
-local function new_segment(size)
-  local id = assert(shm.create(shm.IPC_PRIVATE, size))
-  live[id] = true
-  return assert(shm.attach(id)), id
-end
-
-local function release(id)
-  if live[id] then
-    live[id] = nil
-    assert(shm.remove(id))
-  end
-end
-
--- Children started with spawn and not yet joined; pids they told us.
-local running = {}
-
--- Start `code` in a lua5.4 process that finds the in-tree module; it gets
--- `shm` and the extra arguments (as strings) in `...`.  Returns a handle
--- for join; the child is started at once (io.popen), so several run
--- concurrently.  Its stderr goes to the same pipe.  It is killed after
+-- Start `code` in a lua5.4 child that gets `shm` and the extra arguments
+-- (as strings) in `...`, alongside the test (h.spawn); it is killed after
 -- `limit` seconds, so that a bug cannot hang the suite.
 local function spawn_limited(limit, code, ...)
-  local file = os.tmpname()
-  local f = assert(io.open(file, "w"))
-  f:write('local shm = require "sysvshm"\nio.stdout:setvbuf("line")\n', code)
-  f:close()
-  local args = {}
-  for i, a in ipairs({ ... }) do args[i] = quote(a) end
-  local cmd = "cd " .. quote(ROOT) .. " && env -u LUA_INIT -u LUA_INIT_5_4"
-    .. " LUA_PATH_5_4=" .. quote(ROOT .. "/lua/?.lua;" .. ROOT .. "/lua/?/init.lua;;")
-    .. " LUA_CPATH_5_4=" .. quote(ROOT .. "/build/?.so;;")
-    .. " timeout " .. limit .. " lua5.4 " .. quote(file) .. " " .. table.concat(args, " ")
-    .. " 2>&1"
-  local child = { pipe = assert(io.popen(cmd, "r")), file = file }
-  running[child] = true
-  return child
+  return h.spawn_limited(limit, HEAD .. code, ...)
 end
 
 local function spawn(code, ...)
-  return spawn_limited(60, code, ...)
+  return h.spawn(HEAD .. code, ...)
 end
 
--- The first line a child prints: its pid (the child code prints it).
-local function read_pid(child)
-  local line = child.pipe:read("l")
-  child.pid = math.tointeger(tonumber(line))
-  assert(child.pid, "no pid from the child: " .. tostring(line))
-  return child.pid
-end
-
--- Wait for a child to end: the rest of its output, and whether it exited 0.
+-- Wait for a child to end: what it printed (its "pid N" line left out),
+-- and whether it exited with 0.
 local function join(child)
-  local out = child.pipe:read("a")
-  local ok = child.pipe:close()
-  os.remove(child.file)
-  running[child] = nil
-  return out, ok == true
+  child:join()
+  return child:said(), child.ok
 end
 
-local function kill(pid)
-  return os.execute("kill -KILL " .. math.tointeger(pid) .. " 2>/dev/null")
-end
-
--- Poll cond() until it is true or `seconds` pass; returns its last value.
-local function poll(cond, seconds)
-  local deadline = shm.clock() + (seconds or 10)
-  repeat
-    local v = cond()
-    if v then return v end
-    shm.sleep(0.002)
-  until shm.clock() > deadline
-  return cond()
-end
-
-after_each(function()
-  for child in pairs(running) do
-    if child.pid then kill(child.pid) end
-    join(child)
-  end
-  for id in pairs(live) do release(id) end
-end)
-
-local function errmsg(f, ...)
-  local ok, e = pcall(f, ...)
-  if ok then return nil end
-  return (tostring(e):gsub("^[^\n]-:%d+: ", ""))
-end
+after_each(h.cleanup)
 
 -- Child prelude: attach the segment given as the first argument and open
 -- the mutex at offset 0.
 local PRELUDE = [[
   local seg = assert(shm.attach(tonumber((...))))
   local m = shm.mutex(seg, 0, { open = true })
-  print(io.open("/proc/self/stat"):read("n"))
+  print("pid " .. io.open("/proc/self/stat"):read("n"))
 ]]
 
 -- ---- tests ----------------------------------------------------------------------
 
 describe("shm.mutex", function()
   it("takes MUTEX_SIZE bytes aligned to MUTEX_ALIGN, as pthread_mutex_t", function()
-    local dir, ok = sh("mktemp -d")
-    assert.is_true(ok)
-    dir = dir:gsub("\n$", "")
-    local f = assert(io.open(dir .. "/m.c", "w"))
-    f:write([[
-#include <pthread.h>
-#include <stddef.h>
-#include <stdio.h>
-struct probe { char c; pthread_mutex_t m; };
-int main(void) {
-  printf("%zu %zu\n", sizeof(pthread_mutex_t), offsetof(struct probe, m));
-  return 0;
-}
-]])
-    f:close()
-    local out, built = sh("cc -o " .. quote(dir .. "/m") .. " " .. quote(dir .. "/m.c")
-      .. " 2>/dev/null && " .. quote(dir .. "/m"))
-    sh("rm -rf " .. quote(dir))
-    if not built then
-      pending("no working C compiler (cc)")
+    local v, why = h.c_values({ { "size", "sizeof(pthread_mutex_t)" },
+                                { "align", "_Alignof(pthread_mutex_t)" } }, { "pthread.h" })
+    if not v then
+      pending(why)
       return
     end
-    local size, align = out:match("^(%d+) (%d+)")
-    assert.equals(tonumber(size), shm.MUTEX_SIZE)
-    assert.equals(tonumber(align), shm.MUTEX_ALIGN)
+    assert.equals(v.size, shm.MUTEX_SIZE)
+    assert.equals(v.align, shm.MUTEX_ALIGN)
     assert.equals("integer", math.type(shm.MUTEX_SIZE))
     assert.is_true(shm.MUTEX_ALIGN >= 1 and shm.MUTEX_ALIGN & (shm.MUTEX_ALIGN - 1) == 0)
     assert.is_true(shm.MUTEX_SIZE % shm.MUTEX_ALIGN == 0)
@@ -374,7 +274,7 @@ int main(void) {
       m:unlock()
       print("released")
     ]], id)
-    read_pid(child)
+    child:waitpid()
     assert.is_truthy(poll(function() return seg:atomic_load(64) == 1 end))
     release(id)
     assert.same({ false }, { m:trylock() })
@@ -401,7 +301,7 @@ int main(void) {
       print(m:lock(20))
       m:unlock()
     ]], id)
-    read_pid(child)
+    child:waitpid()
     assert.is_truthy(poll(function() return seg:atomic_load(64) == 1 end))
     release(id)
     m:unlock()
@@ -434,7 +334,7 @@ int main(void) {
     local children = {}
     for i = 1, 4 do
       children[i] = spawn(code, id, N)
-      read_pid(children[i])
+      children[i]:waitpid()
     end
     assert.is_truthy(poll(function() return seg:atomic_load(72) == 4 end, 20))
     release(id)
@@ -461,11 +361,11 @@ int main(void) {
     local function kill_holder(seg, id, m)
       seg:atomic_store(64, 0)
       local child = spawn(holder, id)
-      local pid = read_pid(child)
+      child:waitpid()
       assert.is_truthy(poll(function() return seg:atomic_load(64) == 1 end))
       release(id)
       assert.same({ false }, { m:trylock() })
-      assert.is_truthy(kill(pid))
+      assert.is_true(child:kill().sent)
       local out, ok = join(child)
       assert.is_false(ok)
       assert.is_nil(out:find("not killed", 1, true), out)
@@ -499,7 +399,7 @@ int main(void) {
       seg:fill(0)
       local m = shm.mutex(seg, 0)
       local child = spawn(holder, id)
-      local pid = read_pid(child)
+      child:waitpid()
       -- with() waits for ever: run it in a child that is killed after 15 s
       local user = spawn_limited(15, PRELUDE .. [[
         seg:atomic_store(72, 1)
@@ -507,12 +407,12 @@ int main(void) {
         while seg:atomic_load(80) == 0 and shm.clock() < deadline do seg:wait(80, 0, 1) end
         print(m:with(function(a, b) return a, b end, "ran", 2))
       ]], id)
-      read_pid(user)
+      user:waitpid()
       assert.is_truthy(poll(function()
         return seg:atomic_load(64) == 1 and seg:atomic_load(72) == 1
       end))
       release(id)
-      assert.is_truthy(kill(pid))
+      assert.is_true(child:kill().sent)
       join(child)
       seg:atomic_store(80, 1)
       seg:wake(80)
@@ -528,7 +428,7 @@ int main(void) {
       local m = shm.mutex(seg, 0)
       seg:atomic_store(64, 0)
       local child = spawn(holder, id)
-      local pid = read_pid(child)
+      child:waitpid()
       assert.is_truthy(poll(function() return seg:atomic_load(64) == 1 end))
       -- a second process blocks in lock(20) and reports what it got
       local waiter = spawn(PRELUDE .. [[
@@ -536,11 +436,11 @@ int main(void) {
         print(m:lock(20))
         m:unlock()
       ]], id)
-      read_pid(waiter)
+      waiter:waitpid()
       assert.is_truthy(poll(function() return seg:atomic_load(72) == 1 end))
       release(id)
       shm.sleep(0.05)
-      assert.is_truthy(kill(pid))
+      assert.is_true(child:kill().sent)
       join(child)
       local out, ok = join(waiter)
       assert.is_true(ok, out)

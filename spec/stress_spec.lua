@@ -37,77 +37,10 @@ for i = 1, #arg do arg[i] = math.tointeger(tonumber(arg[i])) or arg[i] end
 local seg = assert(shm.attach(arg[1]))
 ]]
 
-local Child = {}
-Child.__index = Child
-local live = {}
-
+-- Start a child running PRELUDE .. body with the given arguments (h.spawn);
+-- h.cleanup kills what still runs.
 local function spawn(body, ...)
-  local file = h.tmpfile()
-  local f = assert(io.open(file, "w"))
-  f:write(PRELUDE, body)
-  f:close()
-  local args = {}
-  for i = 1, select("#", ...) do args[i] = h.quote(tostring((select(i, ...)))) end
-  local cmd = ("echo $$; exec env -u LUA_INIT -u LUA_INIT_5_4 LUA_PATH_5_4=%s LUA_CPATH_5_4=%s"
-    .. " timeout -s KILL %d %s %s %s 2>&1"):format(h.quote(h.lua_path), h.quote(h.lua_cpath),
-    LIMIT, h.lua, h.quote(file), table.concat(args, " "))
-  local c = setmetatable({ fh = assert(io.popen(cmd, "r")), out = {} }, Child)
-  c.tpid = math.tointeger(tonumber(c.fh:read("l")))
-  live[c] = true
-  return c
-end
-
-function Child:line()
-  local l = self.fh:read("l")
-  if l then
-    self.out[#self.out + 1] = l
-    self.pid = self.pid or math.tointeger(tonumber(l:match("^pid (%d+)$")))
-  end
-  return l
-end
-
-function Child:waitpid()
-  while not self.pid and self:line() do end
-  assert(self.pid, "no pid from the child: " .. self:output())
-  return self.pid
-end
-
-function Child:output() return table.concat(self.out, "\n") end
-
-function Child:join()
-  while self:line() do end
-  self.ok, self.how, self.code = self.fh:close()
-  live[self] = nil
-  return self
-end
-
-function Child:kill()
-  self:waitpid()
-  os.execute("kill -KILL " .. self.pid .. " 2>/dev/null")
-  self.killed = true
-  return self:join()
-end
-
--- key=value pairs of the last line starting with `word`.
-function Child:fields(word)
-  for i = #self.out, 1, -1 do
-    local l = self.out[i]
-    if l:sub(1, #word + 1) == word .. " " then
-      local t = {}
-      for k, v in l:gmatch("(%w+)=(%S+)") do t[k] = math.tointeger(tonumber(v)) or v end
-      return t
-    end
-  end
-  error(("no line '%s ...' from the child:\n%s"):format(word, self:output()), 2)
-end
-
-local function stop_children()
-  for c in pairs(live) do
-    if c.tpid then os.execute("kill -KILL -" .. c.tpid .. " 2>/dev/null; kill -KILL " .. c.tpid .. " 2>/dev/null") end
-    if c.pid then os.execute("kill -KILL " .. c.pid .. " 2>/dev/null") end
-    pcall(c.fh.close, c.fh)
-    live[c] = nil
-  end
+  return h.spawn_limited(LIMIT, PRELUDE .. body, ...)
 end
 
 -- A private segment, attached and already removed, so that it goes with
@@ -132,10 +65,7 @@ end
 -- ===========================================================================
 
 describe("stress", function()
-  after_each(function()
-    stop_children()
-    h.cleanup()
-  end)
+  after_each(h.cleanup)
 
   -- -------------------------------------------------------------------------
   it("8 processes mixing atomic_add, cas loops, lock, trylock and with keep exact totals", function()

@@ -1,6 +1,8 @@
 -- Shared start of the demo scripts: run from a checkout after `make`, they
--- find the modules there; installed (or with LUA_PATH_5_4/LUA_CPATH_5_4
--- set) the usual search paths still apply, since this only adds to them.
+-- find the modules there; installed, the usual search paths apply, since
+-- this only adds to them.  The checkout's paths go first, unless a search
+-- path was set in the environment (LUA_PATH_5_4, LUA_CPATH_5_4 or their
+-- unversioned forms): an explicit choice wins, the checkout comes after it.
 --
 --     dofile((arg[0]:match("^(.*)/") or ".") .. "/prelude.lua")
 local dir = (arg and arg[0] or ""):match("^(.*)/[^/]*$") or "."
@@ -11,9 +13,17 @@ local function exists(path)
   return f ~= nil and f:close()
 end
 
+-- `current` with `ours` added: in front, or behind when `var` is set.
+local function add(current, ours, var)
+  if os.getenv(var .. "_5_4") or os.getenv(var) then
+    return current .. ";" .. ours
+  end
+  return ours .. ";" .. current
+end
+
 if exists(root .. "/lua/sysvshm/init.lua") then
-  package.path = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;" .. package.path
+  package.path = add(package.path, root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua", "LUA_PATH")
 end
 if exists(root .. "/build/sysvshm/core.so") then
-  package.cpath = root .. "/build/?.so;" .. package.cpath
+  package.cpath = add(package.cpath, root .. "/build/?.so", "LUA_CPATH")
 end
