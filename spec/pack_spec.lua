@@ -545,14 +545,16 @@ describe("seg:pack against string.pack, randomized", function()
     end
   end
 
-  it("agrees with string.pack on bytes, next offset and errors (3000 formats)", function()
-    math.randomseed(20240601)
+  -- ncases random formats of minitems..maxitems items, packed and unpacked
+  -- both ways; returns the counts of the three outcomes.
+  local function differential(seed, ncases, minitems, maxitems)
+    math.randomseed(seed)
     local size = 1024
     local seg = new_segment(size)
     local stats = { ok = 0, err = 0, bounds = 0 }
-    for case = 1, 3000 do
+    for case = 1, ncases do
       local items, vals = {}, {}
-      for i = 1, math.random(1, 8) do items[i] = rand_item(vals) end
+      for i = 1, math.random(minitems, maxitems) do items[i] = rand_item(vals) end
       if math.random(30) == 1 then vals[#vals] = nil end -- a value goes missing
       local fmt = table.concat(items, math.random(2) == 1 and " " or "")
       local nearend = math.random(10) == 1
@@ -612,8 +614,23 @@ describe("seg:pack against string.pack, randomized", function()
         end
       end
     end
+    return stats
+  end
+
+  it("agrees with string.pack on bytes, next offset and errors (3000 formats)", function()
+    local stats = differential(20240601, 3000, 1, 8)
     -- the generator exercises all three outcomes
     assert.is_true(stats.ok > 1000, "successes: " .. stats.ok)
+    assert.is_true(stats.err > 100, "errors: " .. stats.err)
+    assert.is_true(stats.bounds > 20, "bounds errors: " .. stats.bounds)
+  end)
+
+  -- seg:pack parses a format of up to 16 items (spaces, '<', '>', '=' and
+  -- '!' not counted) once into an array and takes a two-pass parsing path
+  -- for longer ones: formats around and beyond that length, both paths
+  it("agrees with string.pack on long formats (1500 formats of 10-40 items)", function()
+    local stats = differential(20240602, 1500, 10, 40)
+    assert.is_true(stats.ok > 150, "successes: " .. stats.ok)
     assert.is_true(stats.err > 100, "errors: " .. stats.err)
     assert.is_true(stats.bounds > 20, "bounds errors: " .. stats.bounds)
   end)
@@ -622,5 +639,227 @@ describe("seg:pack against string.pack, randomized", function()
     local seg = new_segment(8)
     seg:pack("=i4", 0, 1)
     assert.equals(LITTLE and 1 or 0, seg:byte(0))
+  end)
+end)
+
+-- seg:pack/seg:unpack parse a format of up to 16 items once (spaces, '<',
+-- '>', '=' and '!' are not items) and write fixed-size numbers with whole
+-- loads and stores; longer formats, and formats with an error anywhere, take
+-- a path that parses as it goes.  These cases pin the edges of both paths.
+describe("seg:pack/seg:unpack fast path edges", function()
+  -- seg:pack at off against string.pack, bytes around it untouched, and
+  -- seg:unpack of the result against string.unpack.
+  local function check_both(seg, fmt, off, ...)
+    local label = ("%q at %d"):format(fmt, off)
+    local expected = ref_pack(off, fmt, ...)
+    seg:fill(0x5A)
+    local nxt = seg:pack(fmt, off, ...)
+    assert.equals(off + #expected, nxt, label)
+    assert.equals(expected, seg:read(off, #expected), label)
+    assert.equals(("\x5A"):rep(off), seg:read(0, off), label)
+    assert.equals(("\x5A"):rep(seg:size() - nxt), seg:read(nxt), label)
+    local ref = table.pack(string.unpack(fmt, seg:read(0), off + 1))
+    assert.is_true(same_list(ref, seg_unpack(seg, fmt, off)), label)
+  end
+
+  -- n items cycling through the kinds, with endianness and alignment
+  -- options in between that do not count as items; their values.
+  local kinds = {
+    { "b", -7 }, { "H", 65000 }, { "i3", -70000, even = { "i2", -7000 } }, { "j", math.mininteger },
+    { "d", -0.5 }, { "f", 0.25 }, { "s1", "ab" }, { "z", "zz" }, { "c3", "c" },
+    { "x" }, { "Xi4" }, { "I5", 1 << 33, even = { "I4", 1 << 31 } }, { "n", 1e100 }, { "T", 99 },
+    { "i16", -3 }, { "J", -1 }, { "l", 12345 },
+  }
+  local nops = { " ", "<", ">", "=", "!4", "!", "!8", "  " }
+  local function long_format(n, withnops)
+    local parts, vals = {}, {}
+    for i = 1, n do
+      local k = kinds[(i - 1) % #kinds + 1]
+      if withnops then
+        parts[#parts + 1] = nops[(i - 1) % #nops + 1]
+        -- under '!', an odd size asks for an alignment that is no power of 2
+        k = k.even or k
+      end
+      parts[#parts + 1] = k[1]
+      if k[2] ~= nil then vals[#vals + 1] = k[2] end
+    end
+    return table.concat(parts, withnops and "" or " "), vals
+  end
+
+  it("packs and unpacks formats of 1 to 40 items, across the 16-item limit", function()
+    local seg = new_segment(1024)
+    for n = 1, 40 do
+      for _, withnops in ipairs({ false, true }) do
+        local fmt, vals = long_format(n, withnops)
+        for off = 0, 9 do
+          check_both(seg, fmt, off, table.unpack(vals))
+        end
+      end
+    end
+    -- 16 items followed by options that are not items (still the fast path)
+    -- and by one more item (the other path)
+    local fmt16, vals16 = long_format(16, false)
+    for _, tail in ipairs({ " < > = !2 ", "<!8", " b" }) do
+      local vals = { table.unpack(vals16) }
+      if tail == " b" then vals[#vals + 1] = 5 end
+      for off = 0, 9 do
+        check_both(seg, fmt16 .. tail, off, table.unpack(vals))
+      end
+    end
+  end)
+
+  it("returns more results than LUA_MINSTACK from one unpack", function()
+    local seg = new_segment(256)
+    seg:write(0, randbytes(256))
+    for _, n in ipairs({ 16, 17, 18, 19, 20, 21, 100, 250 }) do
+      local fmt = ("b"):rep(n)
+      local ref = table.pack(string.unpack(fmt, seg:read(0), 2))
+      assert.is_true(same_list(ref, seg_unpack(seg, fmt, 1)), fmt)
+      fmt = ("<i2 "):rep(n // 2)
+      ref = table.pack(string.unpack(fmt, seg:read(0), 4))
+      assert.is_true(same_list(ref, seg_unpack(seg, fmt, 3)), fmt)
+    end
+  end)
+
+  it("writes and reads every integer size, float and double in both byte orders", function()
+    math.randomseed(31)
+    local seg = new_segment(256)
+    local ints = { 0, 1, -1, 127, -128, 255, 256, 0x7fff, -0x8000, 0xffff, 0x123456,
+      0x7fffffff, -0x80000000, 0xffffffff, 0x123456789a, 1 << 47, -(1 << 55),
+      math.maxinteger, math.mininteger }
+    local floats = { 0.0, -0.0, 1.5, -2.25, 1e-310, 1e300, math.huge, -math.huge, math.pi,
+      3.4028235677973366e38, 1e-45 }
+    for _, order in ipairs({ "<", ">", "=" }) do
+      for size = 1, 16 do
+        for _, signed in ipairs({ "i", "I" }) do
+          local fmt = order .. signed .. size
+          for _, v in ipairs(ints) do
+            -- only the values string.pack accepts for this size
+            if pcall(string.pack, fmt, v) then
+              for _, off in ipairs({ 0, 1, 3, 7 }) do
+                check_both(seg, fmt, off, v)
+                -- the same item after 16 others: the parsing path
+                check_both(seg, ("x"):rep(16) .. fmt, off, v)
+              end
+            end
+          end
+        end
+      end
+      for _, opt in ipairs({ "b", "B", "h", "H", "l", "L", "j", "J", "T" }) do
+        local fmt = order .. opt
+        for _, v in ipairs(ints) do
+          if pcall(string.pack, fmt, v) then
+            check_both(seg, fmt, 5, v)
+            check_both(seg, "!8 b" .. fmt .. " b", 3, 1, v, 2)
+          end
+        end
+      end
+      for _, opt in ipairs({ "f", "d", "n" }) do
+        for _, v in ipairs(floats) do
+          check_both(seg, order .. opt, 2, v)
+          check_both(seg, "!8 b" .. order .. opt, 1, 9, v)
+          check_both(seg, ("x"):rep(17) .. order .. opt, 1, v)
+        end
+      end
+      -- random bytes, read in this order at every size and offset
+      seg:write(0, randbytes(256))
+      local whole = seg:read(0)
+      for size = 1, 16 do
+        for _, signed in ipairs({ "i", "I" }) do
+          local fmt = order .. signed .. size .. " " .. order .. "f " .. order .. "d"
+          for off = 0, 20 do
+            local ok1, r1 = pcall(function() return table.pack(string.unpack(fmt, whole, off + 1)) end)
+            local ok2, r2 = pcall(seg_unpack, seg, fmt, off)
+            assert.equals(ok1, ok2, fmt .. " at " .. off)
+            if ok1 then
+              assert.is_true(same_list(r1, r2), fmt .. " at " .. off)
+            else
+              assert.equals(errmsg(error, r1), errmsg(error, r2), fmt .. " at " .. off)
+            end
+          end
+        end
+      end
+    end
+  end)
+
+  it("keeps formats of the same length apart when they alternate", function()
+    math.randomseed(32)
+    local seg = new_segment(64)
+    -- same length, different meaning
+    local same_len = {
+      { "<i8", 77 }, { ">i8", 77 }, { "<I8", -2 }, { "=i8", 77 }, { "<i4", 77 },
+      { ">i4", -77 }, { "<d ", 77.5 }, { ">d ", 77.5 }, { "<f ", 0.5 }, { "<s2", "ab" },
+      { "<z ", "ab" }, { "<c3", "ab" }, { "!8d", 2.0 }, { "!4d", 2.0 }, { "bxb", 1, 2 },
+      { "bbb", 1, 2, 3 }, { "<h>", 1 }, { "Xi8", },
+    }
+    for _ = 1, 20 do
+      for i = #same_len, 2, -1 do
+        local j = math.random(i)
+        same_len[i], same_len[j] = same_len[j], same_len[i]
+      end
+      for _, c in ipairs(same_len) do
+        check_both(seg, c[1], math.random(0, 9), table.unpack(c, 2))
+      end
+    end
+  end)
+
+  it("raises the same errors after a format has been used successfully", function()
+    math.randomseed(33)
+    local seg = new_segment(64)
+    local fmt16 = long_format(16, false)
+    -- {fmt, good values, bad values, message}
+    local cases = {
+      { "<I8c56", { 1, "x" }, { 1, ("x"):rep(57) }, "string longer than given size" },
+      { "<I8c56", { 1, "x" }, { 1.5, "x" }, "number has no integer representation" },
+      { "<i2", { 5 }, { 1 << 15 }, "integer overflow" },
+      { "<I2", { 5 }, { -1 }, "unsigned overflow" },
+      { ">d", { 1.5 }, { "x" }, "number expected, got string" },
+      { "z", { "ab" }, { "a\0b" }, "string contains zeros" },
+      { "s1", { "ab" }, { ("y"):rep(256) }, "string length does not fit in given size" },
+      { "i4 i4", { 1, 2 }, { 1 }, "number expected, got no value" },
+    }
+    for _, c in ipairs(cases) do
+      local fmt, good, badv, msg = c[1], c[2], c[3], c[4]
+      for _ = 1, 3 do
+        check_both(seg, fmt, 0, table.unpack(good))
+        seg:write(0, randbytes(64))
+        local before = seg:read(0)
+        local e = errmsg(function() return seg:pack(fmt, 0, table.unpack(badv)) end)
+        assert.equals(msg, e, fmt)
+        assert.equals(same_msg(errmsg(string.pack, fmt, table.unpack(badv))), e, fmt)
+        assert.equals(before, seg:read(0), fmt .. ": wrote on failure")
+      end
+    end
+    -- the first error in format order wins, before or beyond 16 items
+    local order = {
+      { "i1 y", { 300 }, "integer overflow" },
+      { "i1 !3 i4", { 300, 1 }, "integer overflow" },
+      { "i1 " .. fmt16 .. " y", { 300 }, "integer overflow" },
+      { "i1 i17", { 300, 1 }, "integer overflow" },
+      { "i1 Xz", { 1 }, "invalid next option for option 'X'" },
+      { "i4 y i1", { 1, 300 }, "invalid format option 'y'" },
+      { "c2 c", { "abc", "" }, "string longer than given size" },
+      { "b " .. fmt16 .. " q", { 1 }, "number expected, got no value" },
+    }
+    for _, c in ipairs(order) do
+      local fmt, vals, msg = c[1], c[2], c[3]
+      seg:write(0, randbytes(64))
+      local before = seg:read(0)
+      local e = errmsg(function() return seg:pack(fmt, 0, table.unpack(vals)) end)
+      assert.equals(msg, e, fmt)
+      assert.equals(same_msg(errmsg(string.pack, fmt, table.unpack(vals))), e, fmt)
+      assert.equals(before, seg:read(0), fmt .. ": wrote on failure")
+    end
+    -- unpack: an item past the end is reported before a later bad option
+    -- (string.unpack: "data string too short"), a bad option before a later
+    -- item past the end
+    assert.matches("format runs past the end of the segment",
+      errmsg(function() return seg:unpack("i4 y", 62) end), 1, true)
+    assert.equals("data string too short", errmsg(string.unpack, "i4 y", seg:read(0), 63))
+    assert.equals("invalid format option 'y'", errmsg(function() return seg:unpack("b y i8", 60) end))
+    assert.equals("invalid format option 'y'", errmsg(string.unpack, "b y i8", seg:read(0), 61))
+    assert.matches("format runs past the end of the segment",
+      errmsg(function() return seg:unpack("<i8", 60) end), 1, true)
+    assert.same({ seg:unpack("<i8", 56) }, { (string.unpack("<i8", seg:read(0), 57)), 64 })
   end)
 end)

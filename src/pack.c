@@ -3,9 +3,22 @@
  * Lua 5.4's string.pack/string.unpack (manual 6.4.2), read and written in
  * place.  Alignment ('!', 'X') is relative to the segment start.
  *
- * pack works in two passes over the format: the first checks every value
- * and computes where each item goes, so that nothing is written unless the
- * whole call succeeds; the second writes.  No intermediate Lua string.
+ * pack works in two passes: the first checks every value and computes where
+ * each item goes, so that nothing is written unless the whole call succeeds;
+ * the second writes.  No intermediate Lua string.
+ *
+ * Fast path of pack: a format of at most MAXITEMS items (options other than
+ * spaces, '<', '>', '=' and '!') without errors is parsed once into an array
+ * on the C stack; each value is converted once, in the first pass, and
+ * written from that conversion in the second.  Any other format (longer, or
+ * with an error anywhere) takes the slow path, which parses in each pass and
+ * so raises the first error in format order, interleaved with value and
+ * bounds errors exactly as string.pack would.  Both paths share the option
+ * reader, the value checks and the writers.
+ *
+ * unpack reads in one pass, parsing as it goes.  The parser and the readers
+ * are inlined into the loops; fixed-size numbers are read and written whole
+ * (with a byte swap for the other byte order).
  */
 
 /***
@@ -27,8 +40,19 @@
 
 #include "sysvshm.h"
 
+/* The parser and the per-item readers are inlined into the loops that use
+ * them, where the Format state lives in registers. */
+#if defined(__GNUC__)
+#define HOT static inline __attribute__((always_inline))
+#else
+#define HOT static inline
+#endif
+
 #define MAXINTSIZE 16                     /* as string.pack: i1..i16 */
 #define SZINT ((int)sizeof(lua_Integer))
+
+/* Items of pack's fast path (on the C stack: 16 items, 16 values) */
+#define MAXITEMS 16
 
 /* the arguments of seg:pack/seg:unpack */
 #define ARG_FMT 2
@@ -49,14 +73,43 @@ typedef enum Kind {
   K_NOP       /* endianness, max alignment, spaces */
 } Kind;
 
+/* What is wrong with a format (the messages are in fmt_raise). */
+typedef enum FmtError {
+  E_NONE,
+  E_INTSIZE, /* integral size out of limits (errval: the size) */
+  E_CSIZE,   /* 'c' without a size */
+  E_OPTION,  /* unknown option (errval: the character) */
+  E_XNEXT,   /* 'X' not followed by an option with a size */
+  E_ALIGN    /* alignment not a power of 2 */
+} FmtError;
+
 typedef struct Format {
-  lua_State *L;
   const char *p; /* next option */
   int little;    /* current endianness */
   int maxalign;  /* current '!' limit */
+  FmtError err;  /* of the last option read; the reading stops there */
+  int errval;
 } Format;
 
-static int native_little(void) {
+/* One parsed option of the fast path. */
+typedef struct Item {
+  unsigned char kind;   /* a Kind other than K_NOP */
+  unsigned char little; /* byte order */
+  unsigned char amask;  /* alignment - 1 (0: none); alignment is <= 16 */
+  int size;             /* fixed size (0 for the variable part of s, z) */
+} Item;
+
+/* A value of pack, converted once. */
+typedef struct Value {
+  union {
+    lua_Integer i;
+    lua_Number n;
+  } u;
+  const char *s; /* strings: the argument's bytes */
+  size_t len;
+} Value;
+
+HOT int native_little(void) {
   const union {
     int i;
     char c;
@@ -64,18 +117,31 @@ static int native_little(void) {
   return u.c;
 }
 
-static void fmt_init(Format *f, lua_State *L, const char *fmt) {
-  f->L = L;
+struct maxalign_probe {
+  char c;
+  union {
+    double d;
+    void *p;
+    lua_Integer i;
+    lua_Number n;
+  } u;
+};
+
+#define DEFMAXALIGN ((int)offsetof(struct maxalign_probe, u))
+
+HOT void fmt_init(Format *f, const char *fmt) {
   f->p = fmt;
   f->little = native_little();
   f->maxalign = 1;
+  f->err = E_NONE;
+  f->errval = 0;
 }
 
-static int isdigitc(int c) { return c >= '0' && c <= '9'; }
+HOT int isdigitc(int c) { return c >= '0' && c <= '9'; }
 
 /* A decimal count after an option, or def when there is none; stops
  * before it could overflow an int (as string.pack does). */
-static int readcount(Format *f, int def) {
+HOT int readcount(Format *f, int def) {
   int n = 0;
 
   if (!isdigitc(*f->p))
@@ -88,26 +154,20 @@ static int readcount(Format *f, int def) {
   return n;
 }
 
-static int readintsize(Format *f, int def) {
+HOT int readintsize(Format *f, int def) {
   int n = readcount(f, def);
 
-  if (n > MAXINTSIZE || n <= 0)
-    luaL_error(f->L, "integral size (%d) out of limits [1,%d]", n, MAXINTSIZE);
+  if (n > MAXINTSIZE || n <= 0) {
+    f->err = E_INTSIZE;
+    f->errval = n;
+  }
 
   return n;
 }
 
-/* One option: its kind and size (0 for the variable part of s and z). */
-static Kind fmt_option(Format *f, int *size) {
-  struct maxalign_probe {
-    char c;
-    union {
-      double d;
-      void *p;
-      lua_Integer i;
-      lua_Number n;
-    } u;
-  };
+/* One option: its kind and size (0 for the variable part of s and z).  On
+ * an error, f->err is set and the result is meaningless. */
+HOT Kind fmt_option(Format *f, int *size) {
   int opt = *f->p++;
 
   *size = 0;
@@ -130,7 +190,7 @@ static Kind fmt_option(Format *f, int *size) {
   case 'c':
     *size = readcount(f, -1);
     if (*size == -1)
-      luaL_error(f->L, "missing size for format option 'c'");
+      f->err = E_CSIZE;
     return K_CHAR;
   case 'z': return K_ZSTR;
   case 'x': *size = 1; return K_PADDING;
@@ -139,48 +199,204 @@ static Kind fmt_option(Format *f, int *size) {
   case '<': f->little = 1; return K_NOP;
   case '>': f->little = 0; return K_NOP;
   case '=': f->little = native_little(); return K_NOP;
-  case '!':
-    f->maxalign = readintsize(f, (int)offsetof(struct maxalign_probe, u));
-    return K_NOP;
+  case '!': f->maxalign = readintsize(f, DEFMAXALIGN); return K_NOP;
   default:
-    luaL_error(f->L, "invalid format option '%c'", opt);
-    return K_NOP; /* not reached */
+    f->err = E_OPTION;
+    f->errval = opt;
+    return K_NOP;
   }
 }
 
-/* The next option, with the padding it needs at absolute offset pos. */
-static Kind fmt_next(Format *f, size_t pos, int *size, size_t *pad) {
+/* The next option, its size and the alignment it needs (a power of 2, 1 for
+ * none).  On an error, f->err is set and the results are meaningless. */
+HOT Kind fmt_item(Format *f, int *size, int *align) {
   Kind k = fmt_option(f, size);
-  int align = *size;
+  int a = *size;
+
+  if (f->err != E_NONE)
+    return k;
 
   if (k == K_PADALIGN) { /* 'X' aligns like the option after it */
-    if (*f->p == '\0' || fmt_option(f, &align) == K_CHAR || align == 0)
-      luaL_argerror(f->L, ARG_FMT, "invalid next option for option 'X'");
+    if (*f->p == '\0') {
+      f->err = E_XNEXT;
+      return k;
+    }
+    if (fmt_option(f, &a) == K_CHAR || a == 0) {
+      if (f->err == E_NONE) /* the next option's own error comes first */
+        f->err = E_XNEXT;
+      return k;
+    }
+    if (f->err != E_NONE)
+      return k;
   }
 
-  *pad = 0;
-  if (align > 1 && k != K_CHAR) {
-    if (align > f->maxalign)
-      align = f->maxalign;
+  *align = 1;
+  if (a > 1 && k != K_CHAR) {
+    if (a > f->maxalign)
+      a = f->maxalign;
 
-    if ((align & (align - 1)) != 0)
-      luaL_argerror(f->L, ARG_FMT, "format asks for alignment not power of 2");
-
-    *pad = (size_t)((align - (int)(pos & (size_t)(align - 1))) & (align - 1));
+    if ((a & (a - 1)) != 0) {
+      f->err = E_ALIGN;
+      return k;
+    }
+    *align = a;
   }
 
   return k;
 }
 
+static int fmt_raise(lua_State *L, FmtError err, int errval) {
+  switch (err) {
+  case E_INTSIZE:
+    return luaL_error(L, "integral size (%d) out of limits [1,%d]", errval,
+                      MAXINTSIZE);
+  case E_CSIZE:
+    return luaL_error(L, "missing size for format option 'c'");
+  case E_OPTION:
+    return luaL_error(L, "invalid format option '%c'", errval);
+  case E_XNEXT:
+    return luaL_argerror(L, ARG_FMT, "invalid next option for option 'X'");
+  default:
+    return luaL_argerror(L, ARG_FMT,
+                         "format asks for alignment not power of 2");
+  }
+}
+
+/* The padding before an item of alignment mask amask at offset pos. */
+HOT size_t padding(size_t pos, size_t amask) {
+  return (0 - pos) & amask;
+}
+
+/* Slow path: the next option, with the padding it needs at absolute offset
+ * pos; raises on a bad option. */
+static Kind fmt_next(lua_State *L, Format *f, size_t pos, int *size,
+                     size_t *pad) {
+  int align = 1;
+  Kind k = fmt_item(f, size, &align);
+
+  if (f->err != E_NONE)
+    fmt_raise(L, f->err, f->errval);
+
+  *pad = padding(pos, (size_t)align - 1);
+  return k;
+}
+
+/* Fast path: the whole format into items (spaces, endianness and '!' leave
+ * none); -1 when it has more than MAXITEMS items or any error. */
+static int fmt_parse(const char *fmt, Item *items) {
+  Format f;
+  int n = 0;
+
+  fmt_init(&f, fmt);
+  while (*f.p != '\0') {
+    int size, align;
+    Kind k = fmt_item(&f, &size, &align);
+
+    if (f.err != E_NONE)
+      return -1;
+
+    if (k == K_NOP)
+      continue;
+
+    if (n == MAXITEMS)
+      return -1;
+
+    items[n].kind = (unsigned char)k;
+    items[n].little = (unsigned char)f.little;
+    items[n].amask = (unsigned char)(align - 1);
+    items[n].size = size;
+    n++;
+  }
+
+  return n;
+}
+
 /* ---- byte order ---------------------------------------------------------- */
 
-static void put_uint(unsigned char *dst, lua_Unsigned v, int little, int size,
+/* Fixed-size loads and stores in either byte order, written byte by byte so
+ * that they do not depend on the host's order; compilers turn them into
+ * one load or store (and a byte swap for the other order). */
+HOT uint32_t ld32(const unsigned char *p, int little) {
+  if (little)
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+           (uint32_t)p[3] << 24;
+  return (uint32_t)p[3] | (uint32_t)p[2] << 8 | (uint32_t)p[1] << 16 |
+         (uint32_t)p[0] << 24;
+}
+
+HOT uint64_t ld64(const unsigned char *p, int little) {
+  if (little)
+    return (uint64_t)p[0] | (uint64_t)p[1] << 8 | (uint64_t)p[2] << 16 |
+           (uint64_t)p[3] << 24 | (uint64_t)p[4] << 32 | (uint64_t)p[5] << 40 |
+           (uint64_t)p[6] << 48 | (uint64_t)p[7] << 56;
+  return (uint64_t)p[7] | (uint64_t)p[6] << 8 | (uint64_t)p[5] << 16 |
+         (uint64_t)p[4] << 24 | (uint64_t)p[3] << 32 | (uint64_t)p[2] << 40 |
+         (uint64_t)p[1] << 48 | (uint64_t)p[0] << 56;
+}
+
+HOT void st16(unsigned char *p, uint32_t v, int little) {
+  p[little ? 0 : 1] = (unsigned char)v;
+  p[little ? 1 : 0] = (unsigned char)(v >> 8);
+}
+
+HOT void st32(unsigned char *p, uint32_t v, int little) {
+  if (little) {
+    p[0] = (unsigned char)v;
+    p[1] = (unsigned char)(v >> 8);
+    p[2] = (unsigned char)(v >> 16);
+    p[3] = (unsigned char)(v >> 24);
+  } else {
+    p[3] = (unsigned char)v;
+    p[2] = (unsigned char)(v >> 8);
+    p[1] = (unsigned char)(v >> 16);
+    p[0] = (unsigned char)(v >> 24);
+  }
+}
+
+HOT void st64(unsigned char *p, uint64_t v, int little) {
+  if (little) {
+    p[0] = (unsigned char)v;
+    p[1] = (unsigned char)(v >> 8);
+    p[2] = (unsigned char)(v >> 16);
+    p[3] = (unsigned char)(v >> 24);
+    p[4] = (unsigned char)(v >> 32);
+    p[5] = (unsigned char)(v >> 40);
+    p[6] = (unsigned char)(v >> 48);
+    p[7] = (unsigned char)(v >> 56);
+  } else {
+    p[7] = (unsigned char)v;
+    p[6] = (unsigned char)(v >> 8);
+    p[5] = (unsigned char)(v >> 16);
+    p[4] = (unsigned char)(v >> 24);
+    p[3] = (unsigned char)(v >> 32);
+    p[2] = (unsigned char)(v >> 40);
+    p[1] = (unsigned char)(v >> 48);
+    p[0] = (unsigned char)(v >> 56);
+  }
+}
+
+HOT void put_uint(unsigned char *dst, lua_Unsigned v, int little, int size,
                      int negative) {
   int i;
 
-  if (size == SZINT && little == native_little()) { /* the common case */
-    memcpy(dst, &v, sizeof v);
+  switch (size) {
+  case 1:
+    dst[0] = (unsigned char)v;
     return;
+  case 2:
+    st16(dst, (uint32_t)v, little);
+    return;
+  case 4:
+    st32(dst, (uint32_t)v, little);
+    return;
+  case 8:
+    if (SZINT == 8) {
+      st64(dst, (uint64_t)v, little);
+      return;
+    }
+    break;
+  default:
+    break;
   }
 
   for (i = 0; i < size; i++) {
@@ -210,9 +426,59 @@ static void copy_order(unsigned char *dst, const unsigned char *src, int size,
     dst[i] = src[size - 1 - i];
 }
 
+/* A float or a double in the given byte order, through an integer of its
+ * size when there is one (the usual IEEE sizes), else byte by byte. */
+HOT void put_float(unsigned char *dst, float v, int little) {
+  if (sizeof v == sizeof(uint32_t)) {
+    uint32_t u;
+
+    memcpy(&u, &v, sizeof u);
+    st32(dst, u, little);
+  } else {
+    copy_order(dst, (const unsigned char *)&v, (int)sizeof v, little);
+  }
+}
+
+HOT void put_double(unsigned char *dst, double v, int little) {
+  if (sizeof v == sizeof(uint64_t)) {
+    uint64_t u;
+
+    memcpy(&u, &v, sizeof u);
+    st64(dst, u, little);
+  } else {
+    copy_order(dst, (const unsigned char *)&v, (int)sizeof v, little);
+  }
+}
+
+HOT float get_float(const unsigned char *src, int little) {
+  float v;
+
+  if (sizeof v == sizeof(uint32_t)) {
+    uint32_t u = ld32(src, little);
+
+    memcpy(&v, &u, sizeof v);
+  } else {
+    copy_order((unsigned char *)&v, src, (int)sizeof v, little);
+  }
+  return v;
+}
+
+HOT double get_double(const unsigned char *src, int little) {
+  double v;
+
+  if (sizeof v == sizeof(uint64_t)) {
+    uint64_t u = ld64(src, little);
+
+    memcpy(&v, &u, sizeof v);
+  } else {
+    copy_order((unsigned char *)&v, src, (int)sizeof v, little);
+  }
+  return v;
+}
+
 /* A double to float without undefined behaviour: values beyond float's range
  * become infinities, as an IEEE conversion rounds them. */
-static float to_float(lua_Number n) {
+HOT float to_float(lua_Number n) {
   const lua_Number limit = (lua_Number)FLT_MAX + 0x1p103; /* half an ulp */
 
   if (n >= limit)
@@ -226,122 +492,173 @@ static float to_float(lua_Number n) {
 
 /* ---- pack ---------------------------------------------------------------- */
 
-/* Check the value for option k (size bytes) at argument arg; return the
- * number of variable bytes it adds (string bodies). */
-static size_t check_value(lua_State *L, Kind k, int size, int arg) {
-  size_t len;
+/* luaL_checkinteger, luaL_checknumber and luaL_checklstring without the
+ * call through lauxlib, with the same conversions and messages. */
+static int arg_typeerror(lua_State *L, int arg, int tag) {
+  return luaL_typeerror(L, arg, lua_typename(L, tag));
+}
 
+HOT lua_Integer check_integer(lua_State *L, int arg) {
+  int isnum;
+  lua_Integer n = lua_tointegerx(L, arg, &isnum);
+
+  if (!isnum) {
+    if (lua_isnumber(L, arg))
+      luaL_argerror(L, arg, "number has no integer representation");
+    else
+      arg_typeerror(L, arg, LUA_TNUMBER);
+  }
+  return n;
+}
+
+HOT lua_Number check_number(lua_State *L, int arg) {
+  int isnum;
+  lua_Number n = lua_tonumberx(L, arg, &isnum);
+
+  if (!isnum)
+    arg_typeerror(L, arg, LUA_TNUMBER);
+  return n;
+}
+
+HOT const char *check_lstring(lua_State *L, int arg, size_t *len) {
+  const char *s = lua_tolstring(L, arg, len);
+
+  if (s == NULL)
+    arg_typeerror(L, arg, LUA_TSTRING);
+  return s;
+}
+
+/* Check and convert the value for option k (size bytes) at argument arg
+ * into v; return the number of variable bytes it adds (string bodies). */
+HOT size_t check_value(lua_State *L, Kind k, int size, int arg, Value *v) {
   switch (k) {
   case K_INT: {
-    lua_Integer n = luaL_checkinteger(L, arg);
+    lua_Integer n = check_integer(L, arg);
 
     if (size < SZINT) {
       lua_Integer lim = (lua_Integer)1 << (size * 8 - 1);
 
       luaL_argcheck(L, -lim <= n && n < lim, arg, "integer overflow");
     }
+    v->u.i = n;
     return 0;
   }
 
   case K_UINT: {
-    lua_Integer n = luaL_checkinteger(L, arg);
+    lua_Integer n = check_integer(L, arg);
 
     if (size < SZINT)
       luaL_argcheck(L, (lua_Unsigned)n < ((lua_Unsigned)1 << (size * 8)), arg,
                     "unsigned overflow");
+    v->u.i = n;
     return 0;
   }
 
   case K_FLOAT:
   case K_NUMBER:
   case K_DOUBLE:
-    (void)luaL_checknumber(L, arg);
+    v->u.n = check_number(L, arg);
     return 0;
 
   case K_CHAR:
-    (void)luaL_checklstring(L, arg, &len);
-    luaL_argcheck(L, len <= (size_t)size, arg, "string longer than given size");
+    v->s = check_lstring(L, arg, &v->len);
+    luaL_argcheck(L, v->len <= (size_t)size, arg,
+                  "string longer than given size");
     return 0;
 
   case K_STRING:
-    (void)luaL_checklstring(L, arg, &len);
+    v->s = check_lstring(L, arg, &v->len);
     luaL_argcheck(L,
                   size >= (int)sizeof(size_t) ||
-                      len < ((size_t)1 << (size * 8)),
+                      v->len < ((size_t)1 << (size * 8)),
                   arg, "string length does not fit in given size");
-    return len;
+    return v->len;
 
-  case K_ZSTR: {
-    const char *s = luaL_checklstring(L, arg, &len);
-
-    luaL_argcheck(L, strlen(s) == len, arg, "string contains zeros");
-    return len + 1;
-  }
+  case K_ZSTR:
+    v->s = check_lstring(L, arg, &v->len);
+    luaL_argcheck(L, strlen(v->s) == v->len, arg, "string contains zeros");
+    return v->len + 1;
 
   default:
     return 0;
   }
 }
 
-/* Write the (already checked) value at arg for option k into dst; return
- * the number of variable bytes written after the option's fixed size. */
-static size_t put_value(lua_State *L, Kind k, int size, int little, int arg,
-                      unsigned char *dst) {
-  size_t len;
-  const char *s;
+/* The value at arg for option k into v, once check_value accepted it. */
+static void load_value(lua_State *L, Kind k, int arg, Value *v) {
+  switch (k) {
+  case K_INT:
+  case K_UINT:
+    v->u.i = lua_tointeger(L, arg);
+    break;
+
+  case K_FLOAT:
+  case K_NUMBER:
+  case K_DOUBLE:
+    v->u.n = lua_tonumber(L, arg);
+    break;
+
+  default: /* the strings */
+    v->s = lua_tolstring(L, arg, &v->len);
+    break;
+  }
+}
+
+/* Write the (checked) value v, with the padding pad before it, for option
+ * k at dst; return the number of bytes written (padding included). */
+HOT size_t put_value(Kind k, int size, int little, const Value *v,
+                        size_t pad, unsigned char *dst) {
+  if (pad > 0) {
+    memset(dst, 0, pad);
+    dst += pad;
+  }
 
   switch (k) {
   case K_INT:
-  case K_UINT: {
-    lua_Integer n = lua_tointeger(L, arg);
-
-    put_uint(dst, (lua_Unsigned)n, little, size, k == K_INT && n < 0);
+  case K_UINT:
+    put_uint(dst, (lua_Unsigned)v->u.i, little, size, k == K_INT && v->u.i < 0);
     break;
-  }
 
-  case K_FLOAT: {
-    float v = to_float(lua_tonumber(L, arg));
-
-    copy_order(dst, (const unsigned char *)&v, (int)sizeof v, little);
+  case K_FLOAT:
+    put_float(dst, to_float(v->u.n), little);
     break;
-  }
 
-  case K_NUMBER: {
-    lua_Number v = lua_tonumber(L, arg);
-
-    copy_order(dst, (const unsigned char *)&v, (int)sizeof v, little);
+  case K_NUMBER:
+    if (sizeof(lua_Number) == sizeof(double))
+      put_double(dst, (double)v->u.n, little);
+    else
+      copy_order(dst, (const unsigned char *)&v->u.n, (int)sizeof v->u.n,
+                 little);
     break;
-  }
 
-  case K_DOUBLE: {
-    double v = (double)lua_tonumber(L, arg);
-
-    copy_order(dst, (const unsigned char *)&v, (int)sizeof v, little);
+  case K_DOUBLE:
+    put_double(dst, (double)v->u.n, little);
     break;
-  }
 
   case K_CHAR:
-    s = lua_tolstring(L, arg, &len);
-    memcpy(dst, s, len);
-    memset(dst + len, 0, (size_t)size - len);
+    memcpy(dst, v->s, v->len);
+    if (v->len < (size_t)size)
+      memset(dst + v->len, 0, (size_t)size - v->len);
     break;
 
   case K_STRING:
-    s = lua_tolstring(L, arg, &len);
-    put_uint(dst, (lua_Unsigned)len, little, size, 0);
-    memcpy(dst + size, s, len);
-    return len;
+    put_uint(dst, (lua_Unsigned)v->len, little, size, 0);
+    memcpy(dst + size, v->s, v->len);
+    return pad + (size_t)size + v->len;
 
   case K_ZSTR:
-    s = lua_tolstring(L, arg, &len);
-    memcpy(dst, s, len + 1);
-    return len + 1;
+    memcpy(dst, v->s, v->len + 1);
+    return pad + v->len + 1;
+
+  case K_PADDING:
+    dst[0] = 0;
+    break;
 
   default:
     break;
   }
 
-  return 0;
+  return pad + (size_t)size;
 }
 
 static int takes_value(Kind k) {
@@ -357,6 +674,55 @@ static int too_short(lua_State *L, const Segment *s, size_t pos) {
                                        (lua_Integer)pos, (lua_Integer)s->size));
 }
 
+/* The format argument (luaL_checkstring). */
+static const char *check_fmt(lua_State *L) {
+  return check_lstring(L, ARG_FMT, NULL);
+}
+
+/* The two passes for any format, parsing it in each: raises the first
+ * error in format order. */
+static int pack_slow(lua_State *L, Segment *s, const char *fmt, size_t start) {
+  size_t pos = start;
+  int arg = ARG_VALUES;
+  Format f;
+
+  /* pass 1: check values and bounds */
+  fmt_init(&f, fmt);
+  while (*f.p != '\0') {
+    int size;
+    size_t pad, need;
+    Value v;
+    Kind k = fmt_next(L, &f, pos, &size, &pad);
+
+    need = pad + (size_t)size;
+    if (takes_value(k))
+      need += check_value(L, k, size, arg++, &v);
+
+    if (need > s->size - pos)
+      return too_short(L, s, pos);
+
+    pos += need;
+  }
+
+  /* pass 2: write (the values, checked in pass 1, convert again) */
+  pos = start;
+  arg = ARG_VALUES;
+  fmt_init(&f, fmt);
+  while (*f.p != '\0') {
+    int size;
+    size_t pad;
+    Value v;
+    Kind k = fmt_next(L, &f, pos, &size, &pad);
+
+    if (takes_value(k))
+      load_value(L, k, arg++, &v);
+    pos += put_value(k, size, f.little, &v, pad, s->addr + pos);
+  }
+
+  lua_pushinteger(L, (lua_Integer)pos);
+  return 1;
+}
+
 /***
  * Pack values into the segment, as string.pack would lay them out.
  * Nothing is written unless every value fits and is valid.
@@ -369,22 +735,26 @@ static int too_short(lua_State *L, const Segment *s, size_t pos) {
  */
 int seg_pack(lua_State *L) {
   Segment *s = seg_checkw(L, 1);
-  const char *fmt = luaL_checkstring(L, ARG_FMT);
+  const char *fmt = check_fmt(L);
   size_t start = shmL_checkoffset(L, ARG_OFF, s);
   size_t pos = start;
   int arg = ARG_VALUES;
-  Format f;
+  Item items[MAXITEMS];
+  Value vals[MAXITEMS];
+  int n = fmt_parse(fmt, items);
+  int i;
 
-  /* pass 1: check values and bounds */
-  fmt_init(&f, L, fmt);
-  while (*f.p != '\0') {
-    int size;
-    size_t pad, need;
-    Kind k = fmt_next(&f, pos, &size, &pad);
+  if (n < 0)
+    return pack_slow(L, s, fmt, start);
 
-    need = pad + (size_t)size;
+  /* pass 1: check and convert values, check bounds */
+  for (i = 0; i < n; i++) {
+    const Item *it = &items[i];
+    Kind k = (Kind)it->kind;
+    size_t need = padding(pos, it->amask) + (size_t)it->size;
+
     if (takes_value(k))
-      need += check_value(L, k, size, arg++);
+      need += check_value(L, k, it->size, arg++, &vals[i]);
 
     if (need > s->size - pos)
       return too_short(L, s, pos);
@@ -394,21 +764,11 @@ int seg_pack(lua_State *L) {
 
   /* pass 2: write */
   pos = start;
-  arg = ARG_VALUES;
-  fmt_init(&f, L, fmt);
-  while (*f.p != '\0') {
-    int size;
-    size_t pad;
-    Kind k = fmt_next(&f, pos, &size, &pad);
+  for (i = 0; i < n; i++) {
+    const Item *it = &items[i];
 
-    memset(s->addr + pos, 0, pad);
-    pos += pad;
-    if (k == K_PADDING)
-      s->addr[pos] = 0;
-    else if (takes_value(k))
-      pos += put_value(L, k, size, f.little, arg++, s->addr + pos);
-
-    pos += (size_t)size;
+    pos += put_value((Kind)it->kind, it->size, it->little, &vals[i],
+                     padding(pos, it->amask), s->addr + pos);
   }
 
   lua_pushinteger(L, (lua_Integer)pos);
@@ -417,21 +777,32 @@ int seg_pack(lua_State *L) {
 
 /* ---- unpack -------------------------------------------------------------- */
 
-static lua_Integer get_int(lua_State *L, const unsigned char *src, int little,
+HOT lua_Integer get_int(lua_State *L, const unsigned char *src, int little,
                            int size, int issigned) {
   lua_Unsigned v = 0;
   int used = size <= SZINT ? size : SZINT;
   int i;
 
-  if (size == SZINT && little == native_little()) { /* the common case */
-    lua_Integer n;
-
-    memcpy(&n, src, sizeof n);
-    return n;
+  switch (size) {
+  case 1:
+    v = src[0];
+    break;
+  case 2:
+    v = little ? (lua_Unsigned)(src[0] | src[1] << 8)
+               : (lua_Unsigned)(src[1] | src[0] << 8);
+    break;
+  case 4:
+    v = ld32(src, little);
+    break;
+  case 8:
+    if (SZINT == 8)
+      return (lua_Integer)ld64(src, little);
+    /* FALLTHROUGH */
+  default:
+    for (i = used - 1; i >= 0; i--)
+      v = (v << 8) | src[little ? i : size - 1 - i];
+    break;
   }
-
-  for (i = used - 1; i >= 0; i--)
-    v = (v << 8) | src[little ? i : size - 1 - i];
 
   if (size < SZINT) {
     if (issigned) {
@@ -450,6 +821,76 @@ static lua_Integer get_int(lua_State *L, const unsigned char *src, int little,
   return (lua_Integer)v;
 }
 
+/* Read one item at *pos (its padding already skipped and its fixed size
+ * known to fit), push its value if it has one and move *pos past it;
+ * return the number of values pushed. */
+HOT int get_value(lua_State *L, const Segment *s, Kind k, int size,
+                     int little, size_t *pos) {
+  const unsigned char *p = s->addr + *pos;
+  int pushed = 1;
+
+  switch (k) {
+  case K_INT:
+  case K_UINT:
+    lua_pushinteger(L, get_int(L, p, little, size, k == K_INT));
+    break;
+
+  case K_FLOAT:
+    lua_pushnumber(L, (lua_Number)get_float(p, little));
+    break;
+
+  case K_NUMBER:
+    if (sizeof(lua_Number) == sizeof(double)) {
+      lua_pushnumber(L, (lua_Number)get_double(p, little));
+    } else {
+      lua_Number v;
+
+      copy_order((unsigned char *)&v, p, (int)sizeof v, little);
+      lua_pushnumber(L, v);
+    }
+    break;
+
+  case K_DOUBLE:
+    lua_pushnumber(L, (lua_Number)get_double(p, little));
+    break;
+
+  case K_CHAR:
+    lua_pushlstring(L, (const char *)p, (size_t)size);
+    break;
+
+  case K_STRING: {
+    lua_Unsigned len = (lua_Unsigned)get_int(L, p, little, size, 0);
+
+    if (len > s->size - *pos - (size_t)size)
+      return too_short(L, s, *pos);
+
+    lua_pushlstring(L, (const char *)p + size, (size_t)len);
+    *pos += (size_t)len;
+    break;
+  }
+
+  case K_ZSTR: {
+    const unsigned char *z = memchr(p, 0, s->size - *pos);
+    size_t len;
+
+    if (z == NULL)
+      return luaL_argerror(L, ARG_OFF, "unfinished string for format 'z'");
+
+    len = (size_t)(z - p);
+    lua_pushlstring(L, (const char *)p, len);
+    *pos += len + 1;
+    break;
+  }
+
+  default:
+    pushed = 0; /* no value */
+    break;
+  }
+
+  *pos += (size_t)size;
+  return pushed;
+}
+
 /***
  * Unpack values from the segment, as string.unpack would.
  * @function segment:unpack
@@ -460,90 +901,29 @@ static lua_Integer get_int(lua_State *L, const unsigned char *src, int little,
  */
 int seg_unpack(lua_State *L) {
   Segment *s = seg_check(L, 1);
-  const char *fmt = luaL_checkstring(L, ARG_FMT);
+  const char *fmt = check_fmt(L);
   size_t pos = shmL_checkoffset(L, ARG_OFF, s);
-  const unsigned char *base = s->addr;
   int n = 0;
   Format f;
 
-  fmt_init(&f, L, fmt);
+  /* one pass, parsing as it reads: errors come in format order */
+  fmt_init(&f, fmt);
   while (*f.p != '\0') {
-    int size;
+    int size, align = 1;
     size_t pad;
-    Kind k = fmt_next(&f, pos, &size, &pad);
+    Kind k = fmt_item(&f, &size, &align);
 
+    if (f.err != E_NONE)
+      return fmt_raise(L, f.err, f.errval);
+
+    pad = padding(pos, (size_t)align - 1);
     if (pad > s->size - pos || (size_t)size > s->size - pos - pad)
       return too_short(L, s, pos);
 
     pos += pad;
     if (n >= LUA_MINSTACK - 2) /* a C function starts with LUA_MINSTACK free */
       luaL_checkstack(L, 2, "too many results");
-    switch (k) {
-    case K_INT:
-    case K_UINT:
-      lua_pushinteger(L, get_int(L, base + pos, f.little, size, k == K_INT));
-      break;
-
-    case K_FLOAT: {
-      float v;
-
-      copy_order((unsigned char *)&v, base + pos, (int)sizeof v, f.little);
-      lua_pushnumber(L, (lua_Number)v);
-      break;
-    }
-
-    case K_NUMBER: {
-      lua_Number v;
-
-      copy_order((unsigned char *)&v, base + pos, (int)sizeof v, f.little);
-      lua_pushnumber(L, v);
-      break;
-    }
-
-    case K_DOUBLE: {
-      double v;
-
-      copy_order((unsigned char *)&v, base + pos, (int)sizeof v, f.little);
-      lua_pushnumber(L, (lua_Number)v);
-      break;
-    }
-
-    case K_CHAR:
-      lua_pushlstring(L, (const char *)base + pos, (size_t)size);
-      break;
-
-    case K_STRING: {
-      lua_Unsigned len =
-          (lua_Unsigned)get_int(L, base + pos, f.little, size, 0);
-
-      if (len > s->size - pos - (size_t)size)
-        return too_short(L, s, pos);
-
-      lua_pushlstring(L, (const char *)base + pos + size, (size_t)len);
-      pos += (size_t)len;
-      break;
-    }
-
-    case K_ZSTR: {
-      const unsigned char *z = memchr(base + pos, 0, s->size - pos);
-      size_t len;
-
-      if (z == NULL)
-        return luaL_argerror(L, ARG_OFF, "unfinished string for format 'z'");
-
-      len = (size_t)(z - (base + pos));
-      lua_pushlstring(L, (const char *)base + pos, len);
-      pos += len + 1;
-      break;
-    }
-
-    default:
-      n--; /* no value */
-      break;
-    }
-
-    pos += (size_t)size;
-    n++;
+    n += get_value(L, s, k, size, f.little, &pos);
   }
 
   lua_pushinteger(L, (lua_Integer)pos);
