@@ -17,6 +17,7 @@
  */
 #include <errno.h>
 #include <limits.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/shm.h>
 
@@ -24,15 +25,11 @@
 
 /* ---- argument checkers -------------------------------------------------- */
 
-/* An integer argument, strictly: a number with an exact integer value.
- * Strings are refused (no "10" for 10), unlike luaL_checkinteger, so that a
- * string passed in the wrong position is never taken for an offset. */
-lua_Integer shmL_checkint(lua_State *L, int arg) {
+/* shmL_checkint (sysvshm.h) when the argument is not an integer: a float
+ * with an integer value, or an error. */
+lua_Integer shmL_checkint_slow(lua_State *L, int arg) {
   int isnum;
   lua_Integer v;
-
-  if (lua_isinteger(L, arg))
-    return lua_tointeger(L, arg);
 
   if (lua_type(L, arg) != LUA_TNUMBER)
     luaL_typeerror(L, arg, "integer");
@@ -56,29 +53,23 @@ lua_Integer shmL_optint(lua_State *L, int arg, lua_Integer def) {
   return lua_isnoneornil(L, arg) ? def : shmL_checkint(L, arg);
 }
 
-/* An offset into the segment: 0..size (size itself only for empty access). */
-size_t shmL_checkoffset(lua_State *L, int arg, const Segment *s) {
-  lua_Integer v = shmL_checkint(L, arg);
-
-  if (v < 0 || (lua_Unsigned)v > s->size)
-    luaL_argerror(L, arg,
-                  lua_pushfstring(L, "offset %I out of range (segment size %I)",
-                                  v, (lua_Integer)s->size));
-
-  return (size_t)v;
+/* The errors of shmL_checkoffset and shmL_checkrange (sysvshm.h). */
+void shmL_offsetfail(lua_State *L, int arg, lua_Integer v, const Segment *s) {
+  luaL_argerror(L, arg,
+                lua_pushfstring(L, "offset %I out of range (segment size %I)",
+                                v, (lua_Integer)s->size));
+  abort(); /* not reached: luaL_argerror raises */
 }
 
-/* len bytes from off must lie in the segment; off <= size is already known,
- * so the subtraction cannot wrap and the check cannot overflow. */
-void shmL_checkrange(lua_State *L, int arg, const Segment *s, size_t off,
-                     size_t len) {
-  if (len > s->size - off)
-    luaL_argerror(L, arg,
-                  lua_pushfstring(L,
-                                  "%I bytes at offset %I run past the end of "
-                                  "the segment (size %I)",
-                                  (lua_Integer)len, (lua_Integer)off,
-                                  (lua_Integer)s->size));
+void shmL_rangefail(lua_State *L, int arg, const Segment *s, size_t off,
+                    size_t len) {
+  luaL_argerror(L, arg,
+                lua_pushfstring(L,
+                                "%I bytes at offset %I run past the end of "
+                                "the segment (size %I)",
+                                (lua_Integer)len, (lua_Integer)off,
+                                (lua_Integer)s->size));
+  abort(); /* not reached */
 }
 
 /* A length argument: a non-negative integer, returned as size_t. */
@@ -123,11 +114,8 @@ int shmL_pusherror(lua_State *L, const char *what) {
 
 /* ---- the userdata ------------------------------------------------------- */
 
-/* The tag every segment carries: a full userdata of our size whose tag is
- * this address was made by seg_new (Lua code cannot forge userdata
- * contents).  Cheaper than comparing metatables on every call. */
-static const char seg_tag = 0;
-
+/* The tag every segment carries (seg_test in sysvshm.h). */
+const char seg_tag = 0;
 
 Segment *seg_new(lua_State *L) {
   Segment *s = (Segment *)lua_newuserdatauv(L, sizeof *s, 0);
@@ -143,40 +131,17 @@ Segment *seg_new(lua_State *L) {
   return s;
 }
 
-Segment *seg_test(lua_State *L, int arg) {
-  Segment *s = (Segment *)lua_touserdata(L, arg);
-
-  if (s == NULL || lua_rawlen(L, arg) != sizeof *s || s->tag != &seg_tag)
-    return NULL;
-
-  return s;
-}
-
-Segment *seg_checkany(lua_State *L, int arg) {
+/* The errors of seg_need (sysvshm.h). */
+void seg_argfail(lua_State *L, int arg, int need) {
   Segment *s = seg_test(L, arg);
 
   if (s == NULL)
     luaL_typeerror(L, arg, SEGMENT_TNAME);
-
-  return s;
-}
-
-Segment *seg_check(lua_State *L, int arg) {
-  Segment *s = seg_checkany(L, arg);
-
-  if (s->addr == NULL)
+  else if (s->addr == NULL)
     luaL_error(L, "attempt to use a detached segment");
-
-  return s;
-}
-
-Segment *seg_checkw(lua_State *L, int arg) {
-  Segment *s = seg_check(L, arg);
-
-  if (s->readonly)
+  else if (need >= 2 && s->readonly)
     luaL_error(L, "attempt to write to a read-only segment");
-
-  return s;
+  abort(); /* not reached: called only when a check fails */
 }
 
 int seg_detach(Segment *s) {
@@ -188,8 +153,6 @@ int seg_detach(Segment *s) {
   s->addr = NULL;
   return shmdt(addr);
 }
-
-/* ---- methods ------------------------------------------------------------ */
 
 /***
  * Size of the segment in bytes (also `#seg`).

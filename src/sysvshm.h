@@ -42,26 +42,91 @@ typedef struct Segment {
  * registry lookup. */
 #define SEG_MT_UPVALUE lua_upvalueindex(1)
 
+#if defined(__GNUC__)
+#define SHM_NORETURN __attribute__((noreturn))
+#define SHM_LIKELY(x) __builtin_expect(!!(x), 1)
+#else
+#define SHM_NORETURN
+#define SHM_LIKELY(x) (x)
+#endif
+
+/* The checkers below run on every method call, so they are inline, with
+ * their error paths (which raise) out of line in segment.c. */
+
 /* segment.c: the userdata */
+extern const char seg_tag; /* its address marks a real segment */
 Segment *seg_new(lua_State *L);               /* pushes a detached userdata */
-Segment *seg_test(lua_State *L, int arg);     /* a segment, or NULL */
-Segment *seg_check(lua_State *L, int arg);    /* attached */
-Segment *seg_checkw(lua_State *L, int arg);   /* attached and writable */
-Segment *seg_checkany(lua_State *L, int arg); /* attached or not */
 int seg_detach(Segment *s);                   /* 0, or -1 with errno */
+SHM_NORETURN void seg_argfail(lua_State *L, int arg, int need);
 int seg_pushdetach(lua_State *L, Segment *s); /* true, or nil, msg, errno */
 void seg_createmeta(lua_State *L);            /* pushes the metatable */
 void seg_setmethods(lua_State *L, const luaL_Reg *l); /* into the metatable's __index,
                                                           metatable on the stack top */
 
+/* A segment (attached or not), or NULL.  A full userdata of our size whose
+ * tag is &seg_tag was made by seg_new (Lua code cannot forge userdata
+ * contents): cheaper than comparing metatables on every call. */
+static inline Segment *seg_test(lua_State *L, int arg) {
+  Segment *s = (Segment *)lua_touserdata(L, arg);
+
+  if (s == NULL || lua_rawlen(L, arg) != sizeof *s || s->tag != &seg_tag)
+    return NULL;
+
+  return s;
+}
+
+/* need: 0 any segment, 1 attached, 2 attached and writable; raises. */
+static inline Segment *seg_need(lua_State *L, int arg, int need) {
+  Segment *s = seg_test(L, arg);
+
+  if (SHM_LIKELY(s != NULL && (need < 1 || s->addr != NULL) &&
+                 (need < 2 || !s->readonly)))
+    return s;
+
+  seg_argfail(L, arg, need);
+}
+
+static inline Segment *seg_checkany(lua_State *L, int arg) { return seg_need(L, arg, 0); }
+static inline Segment *seg_check(lua_State *L, int arg) { return seg_need(L, arg, 1); }
+static inline Segment *seg_checkw(lua_State *L, int arg) { return seg_need(L, arg, 2); }
+
 /* segment.c: argument checkers shared by all files */
-lua_Integer shmL_checkint(lua_State *L, int arg);
+lua_Integer shmL_checkint_slow(lua_State *L, int arg); /* not an integer */
+SHM_NORETURN void shmL_offsetfail(lua_State *L, int arg, lua_Integer v,
+                                  const Segment *s);
+SHM_NORETURN void shmL_rangefail(lua_State *L, int arg, const Segment *s,
+                                 size_t off, size_t len);
 lua_Number shmL_checknumber(lua_State *L, int arg);
 lua_Integer shmL_optint(lua_State *L, int arg, lua_Integer def);
-size_t shmL_checkoffset(lua_State *L, int arg, const Segment *s);
-void shmL_checkrange(lua_State *L, int arg, const Segment *s, size_t off,
-                     size_t len);
 int shmL_pusherror(lua_State *L, const char *what); /* nil, "what: strerror", errno */
+
+/* An integer argument, strictly: a number with an exact integer value.
+ * Strings are refused (no "10" for 10), unlike luaL_checkinteger, so that a
+ * string passed in the wrong position is never taken for an offset. */
+static inline lua_Integer shmL_checkint(lua_State *L, int arg) {
+  if (SHM_LIKELY(lua_isinteger(L, arg)))
+    return lua_tointegerx(L, arg, NULL);
+
+  return shmL_checkint_slow(L, arg);
+}
+
+/* An offset into the segment: 0..size (size itself only for empty access). */
+static inline size_t shmL_checkoffset(lua_State *L, int arg, const Segment *s) {
+  lua_Integer v = shmL_checkint(L, arg);
+
+  if (SHM_LIKELY(v >= 0 && (lua_Unsigned)v <= s->size))
+    return (size_t)v;
+
+  shmL_offsetfail(L, arg, v, s);
+}
+
+/* len bytes from off must lie in the segment; off <= size is already known,
+ * so the subtraction cannot wrap and the check cannot overflow. */
+static inline void shmL_checkrange(lua_State *L, int arg, const Segment *s,
+                                   size_t off, size_t len) {
+  if (len > s->size - off)
+    shmL_rangefail(L, arg, s, off, len);
+}
 
 /* pack.c */
 int seg_pack(lua_State *L);
