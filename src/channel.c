@@ -3,11 +3,11 @@
  * for several senders and receivers in several processes.
  *
  * Region layout (offsets from the region start; native byte order):
- *     0  u32 magic "SVCH", u32 version
+ *     0  u32 magic "SVCH", u32 version (2)
  *     8  u64 capacity (bytes of the ring), u64 region size
  *    24  u32 closed
- *    64  u64 tail (bytes ever sent), u32 data_seq, u32 send_waiters
- *   128  u64 head (bytes ever received), u32 space_seq, u32 recv_waiters
+ *    64  u64 tail (bytes ever sent), u32 data_seq, u32 recv_waiters
+ *   128  u64 head (bytes ever received), u32 space_seq, u32 send_waiters
  *   192  robust mutex serialising senders
  *   256  robust mutex serialising receivers
  *   320  the ring: records of an 8-byte length and the message padded to 8
@@ -16,11 +16,30 @@
  * Senders own tail, receivers own head; a message is published by the store
  * of tail after its bytes are written, and consumed by the store of head
  * after they are copied out, so a process that dies mid-call leaves the
- * queue consistent (its robust mutex passes to the next caller).  Blocking
- * sleeps on data_seq/space_seq with futexes, and a side only makes the wake
- * system call when the other side has registered a waiter.  Lengths and
- * positions read from shared memory are validated before use, so a corrupt
- * region raises an error and never reads or writes outside the segment.
+ * queue consistent (its robust mutex passes to the next caller).  Lengths
+ * and positions read from shared memory are validated before use, so a
+ * corrupt region raises an error and never reads or writes outside the
+ * segment.
+ *
+ * Each side writes one header line per message: senders the tail line,
+ * receivers the head line.  Each line also holds what the *other* side
+ * writes only when it goes to sleep (recv_waiters beside tail, send_waiters
+ * beside head), so that the publisher's look at the waiter count after
+ * each store reads a line it has just written.  A handle remembers the
+ * opposite index it saw last (head_seen, tail_seen) and reads the other
+ * side's line again only when that value says full (or empty).
+ *
+ * Blocking is an eventcount (see ch_wait): a side that finds no room (no
+ * message) spins on the opposite index, then counts itself in the waiters
+ * word, loads the sequence word, looks at the index once more and sleeps
+ * on the sequence word with a futex.  A publisher stores its index, then
+ * loads the waiters word, and only when it is not zero bumps the sequence
+ * word and makes the wake system call.  close() always bumps and wakes.
+ *
+ * Version 1 bumped the sequence word for every message and kept the
+ * waiter counts on the other side's line; mixing the two would cost
+ * version 1 sleepers up to a second per lost wake-up, so open() refuses a
+ * region of another version.
  */
 
 /***
@@ -44,7 +63,7 @@
 
 #define CHANNEL_TNAME "sysvshm.channel"
 #define CH_MAGIC 0x48435653u /* "SVCH" */
-#define CH_VERSION 1u
+#define CH_VERSION 2u
 #define CH_HEADER 320u
 #define CH_MIN_REGION 1024u
 #define CH_ALIGN 64u
@@ -54,11 +73,11 @@ typedef struct ChHeader {
   uint64_t capacity, region;
   uint32_t closed;
   unsigned char pad0[64 - 28];
-  uint64_t tail;
-  uint32_t data_seq, send_waiters;
+  uint64_t tail;                   /* written by senders, each message */
+  uint32_t data_seq, recv_waiters; /* written by sleeping receivers */
   unsigned char pad1[64 - 16];
-  uint64_t head;
-  uint32_t space_seq, recv_waiters;
+  uint64_t head;                   /* written by receivers, each message */
+  uint32_t space_seq, send_waiters; /* written by sleeping senders */
   unsigned char pad2[64 - 16];
   pthread_mutex_t send_lock;
   unsigned char pad3[64 - sizeof(pthread_mutex_t)];
@@ -78,6 +97,10 @@ typedef struct Channel {
   uint64_t cap;    /* ring bytes, from the region size: never re-read from
                       shared memory, which another process may corrupt */
   int spin;        /* rounds to spin before sleeping, adapted per handle */
+  int have_head;   /* head_seen holds a head read from the region */
+  int have_tail;   /* tail_seen holds a tail read from the region */
+  uint64_t head_seen; /* as a sender: head when last read (see ch_send) */
+  uint64_t tail_seen; /* as a receiver: tail when last read (see ch_recv) */
   char *buf;       /* receive buffer: filled under the lock, pushed after */
   size_t bufsize;
 } Channel;
@@ -162,23 +185,45 @@ static int spin_start(void) {
   return rounds;
 }
 
-/* Sleep until *seq changes from seen (or the deadline); counts the sleeper
- * in *waiters so the other side knows to wake it.  CH_OK when woken (look
- * again), CH_TIMEOUT, or CH_INTERRUPTED when lua.c has a signal (Ctrl-C)
- * to raise as soon as we return.  A sleep lasts at most a second before
- * looking again: a process killed between publishing and waking must not
- * leave a sleeper waiting for ever. */
-static int ch_sleep(lua_State *L, Channel *c, uint32_t *seq, uint32_t seen,
-                    uint32_t *waiters, const struct timespec *deadline) {
+/* Wait until *index moves away from stale (or the channel is closed, or
+ * the deadline passes).  *index is the other side's position (head for a
+ * sender, tail for a receiver), which only grows; the caller holds its own
+ * side's lock, so stale is what it needs changed.  CH_OK when it is time
+ * to look again (the index moved, a wake-up, a capped sleep ended; also
+ * spurious: the caller re-checks), CH_TIMEOUT, or CH_INTERRUPTED when lua.c
+ * has a signal (Ctrl-C) to raise as soon as we return.
+ *
+ * The eventcount.  Publisher (ch_publish): store index; load waiters; if
+ * not zero, bump seq and wake.  Sleeper (here): waiters++; seen = load seq;
+ * load index; sleep only if the index is still stale and *seq still seen.
+ * All these are seq_cst, so they fall in one total order S.  If the
+ * publisher's waiters load precedes the sleeper's waiters++ in S, then its
+ * index store precedes the sleeper's index load (program order), and the
+ * sleeper sees the new index and does not sleep.  Otherwise the publisher
+ * sees waiters != 0 and bumps seq after its index store: either the bump
+ * precedes the sleeper's seq load, and then so does the index store and the
+ * sleeper's index load sees it; or seen is the old value, and futex_wait
+ * (which compares and sleeps atomically with respect to FUTEX_WAKE on the
+ * word) returns at once or is woken by the wake that follows the bump.
+ * close() stores closed, then always bumps both seqs and wakes: the same
+ * argument with closed for the index.  No wake-up is lost, so the 1 s cap
+ * on each sleep only matters for a publisher killed between its store and
+ * its wake.  A sleeper killed while counted leaves waiters above zero for
+ * good: that costs the other side a bump and a wake call per message, never
+ * a lost wake-up. */
+static int ch_wait(lua_State *L, Channel *c, const uint64_t *index,
+                   uint64_t stale, uint32_t *seq, uint32_t *waiters,
+                   const uint32_t *closed, const struct timespec *deadline) {
   struct timespec limit;
+  uint32_t seen;
   int capped, r, i;
 
-  /* The other side usually answers within microseconds: look for a while
-   * before paying for two system calls and a context switch.  The budget
-   * adapts: it grows while spinning pays, and shrinks while it does not
-   * (the other side is descheduled, or has nothing to say). */
+  /* The other side usually answers within microseconds: watch its index
+   * for a while before paying for system calls and a context switch.  The
+   * budget adapts: it grows while spinning pays, and shrinks while it does
+   * not (the other side is descheduled, or has nothing to say). */
   for (i = 0; i < c->spin; i++) {
-    if (__atomic_load_n(seq, __ATOMIC_SEQ_CST) != seen) {
+    if (__atomic_load_n(index, __ATOMIC_RELAXED) != stale) {
       if (c->spin < CH_SPIN_MAX)
         c->spin *= 2;
       return CH_OK;
@@ -190,11 +235,19 @@ static int ch_sleep(lua_State *L, Channel *c, uint32_t *seq, uint32_t seen,
   if (c->spin > CH_SPIN_MIN)
     c->spin /= 2;
 
+  /* A sleep lasts at most a second before looking again: a process killed
+   * between publishing and waking must not leave a sleeper waiting for
+   * ever. */
   sync_deadline(&limit, 1.0);
   capped = deadline == NULL || deadline->tv_sec > limit.tv_sec ||
            (deadline->tv_sec == limit.tv_sec && deadline->tv_nsec > limit.tv_nsec);
   __atomic_fetch_add(waiters, 1, __ATOMIC_SEQ_CST);
-  r = sync_futexwait(L, seq, seen, capped ? &limit : deadline);
+  seen = __atomic_load_n(seq, __ATOMIC_SEQ_CST);
+  if (__atomic_load_n(index, __ATOMIC_SEQ_CST) != stale ||
+      __atomic_load_n(closed, __ATOMIC_SEQ_CST))
+    r = 1; /* moved (or closed) since we looked: no sleep */
+  else
+    r = sync_futexwait(L, seq, seen, capped ? &limit : deadline);
   __atomic_fetch_sub(waiters, 1, __ATOMIC_SEQ_CST);
   switch (r) {
   case 0: return capped ? CH_OK : CH_TIMEOUT;
@@ -203,10 +256,14 @@ static int ch_sleep(lua_State *L, Channel *c, uint32_t *seq, uint32_t seen,
   }
 }
 
-static void ch_signal(uint32_t *seq, uint32_t *waiters) {
-  __atomic_fetch_add(seq, 1, __ATOMIC_SEQ_CST);
-  if (__atomic_load_n(waiters, __ATOMIC_SEQ_CST) != 0)
+/* After the seq_cst store of our index: wake the other side if it has
+ * registered a sleeper (see ch_wait).  No atomic read-modify-write and no
+ * system call while nobody sleeps. */
+static void ch_publish(uint32_t *seq, uint32_t *waiters) {
+  if (__atomic_load_n(waiters, __ATOMIC_SEQ_CST) != 0) {
+    __atomic_fetch_add(seq, 1, __ATOMIC_SEQ_CST);
     sync_futexwake(seq, INT32_MAX);
+  }
 }
 
 /* Copy into / out of the ring at byte position pos (mod capacity). */
@@ -269,35 +326,57 @@ static int ch_send(lua_State *L) {
     return 2;
   }
 
-  tail = h->tail; /* ours while we hold the send lock */
-  for (;;) {
-    uint32_t seen = __atomic_load_n(&h->space_seq, __ATOMIC_SEQ_CST);
-    uint64_t head = __atomic_load_n(&h->head, __ATOMIC_SEQ_CST);
+  /* tail is ours while we hold the send lock.  head_seen is a head this
+   * handle read earlier (validated then: a multiple of 8, at most cap
+   * behind the tail of that moment).  Invariant, for a region nobody
+   * corrupts: head_seen <= head <= tail and tail - head <= cap, because
+   * head only grows and receivers never pass tail.  So while
+   * tail - head_seen <= cap, cap - (tail - head_seen) under-estimates the
+   * free space and is safe to write into without reading head.  Other
+   * senders (other handles) may have moved tail since head_seen was read,
+   * so tail - head_seen can exceed cap: then, as when the cached value says
+   * the message does not fit, read head again and validate it against
+   * tail.  A corrupt tail (not a multiple of 8, or too far from head_seen)
+   * is caught here or by that validation; positions are taken mod cap, so
+   * whatever passes stays inside the ring. */
+  tail = __atomic_load_n(&h->tail, __ATOMIC_RELAXED);
+  if (tail % 8 != 0)
+    why = CH_CORRUPT;
+
+  while (why == CH_OK) {
+    uint64_t used = tail - c->head_seen;
 
     if (__atomic_load_n(&h->closed, __ATOMIC_SEQ_CST)) {
       why = CH_CLOSED;
       break;
     }
 
-    if (tail - head > cap || (tail | head) % 8 != 0) { /* corrupt region */
-      why = CH_CORRUPT;
-      break;
+    if (!c->have_head || used > cap || cap - used < need) {
+      uint64_t head = __atomic_load_n(&h->head, __ATOMIC_SEQ_CST);
+
+      if (tail - head > cap || head % 8 != 0) { /* corrupt region */
+        why = CH_CORRUPT;
+        break;
+      }
+
+      c->head_seen = head;
+      c->have_head = 1;
+      if (cap - (tail - head) < need) {
+        why = ch_wait(L, c, &h->head, head, &h->space_seq, &h->send_waiters,
+                      &h->closed, timed ? &deadline : NULL);
+        continue;
+      }
     }
 
-    if (cap - (tail - head) >= need) {
+    {
       uint64_t n = len;
 
       ring_put(ring(c), cap, tail, &n, 8);
       ring_put(ring(c), cap, tail + 8, msg, len);
       __atomic_store_n(&h->tail, tail + need, __ATOMIC_SEQ_CST);
-      ch_signal(&h->data_seq, &h->recv_waiters);
+      ch_publish(&h->data_seq, &h->recv_waiters);
       break;
     }
-
-    why = ch_sleep(L, c, &h->space_seq, seen, &h->send_waiters,
-                   timed ? &deadline : NULL);
-    if (why != CH_OK)
-      break;
   }
 
   pthread_mutex_unlock(&h->send_lock);
@@ -339,53 +418,72 @@ static int ch_recv(lua_State *L) {
     return 2;
   }
 
-  head = h->head; /* ours while we hold the receive lock */
-  for (;;) {
-    uint32_t seen = __atomic_load_n(&h->data_seq, __ATOMIC_SEQ_CST);
-    uint64_t tail = __atomic_load_n(&h->tail, __ATOMIC_SEQ_CST);
+  /* head is ours while we hold the receive lock.  tail_seen is a tail
+   * this handle read earlier (validated then).  For a region nobody
+   * corrupts, tail_seen <= tail (tail only grows), so when
+   * 0 < tail_seen - head <= cap the bytes [head, tail_seen) are published
+   * and can be read without reading tail.  Other receivers may have moved
+   * head past tail_seen (the difference then wraps above cap): read tail
+   * again and validate it against head, as when the cached value says
+   * empty.  Whatever passes keeps every read inside the ring: positions
+   * are taken mod cap, and a record length must fit in what is available. */
+  head = __atomic_load_n(&h->head, __ATOMIC_RELAXED);
+  if (head % 8 != 0)
+    why = CH_CORRUPT;
 
-    if (tail != head) {
-      uint64_t avail = tail - head;
+  while (why == CH_OK) {
+    uint64_t avail = c->tail_seen - head;
 
-      if (avail > cap || (tail | head) % 8 != 0) {
+    if (!c->have_tail || avail == 0 || avail > cap) {
+      uint64_t tail = __atomic_load_n(&h->tail, __ATOMIC_SEQ_CST);
+
+      if (tail - head > cap || tail % 8 != 0) {
         why = CH_CORRUPT;
         break;
       }
 
-      ring_get(ring(c), cap, head, &len, 8);
-      if (len > avail - 8 || len > c->maxmsg) {
-        why = CH_CORRUPT;
-        break;
-      }
-
-      if (len > c->bufsize) { /* malloc, not Lua: no error with the lock held */
-        char *nb = realloc(c->buf, (size_t)len);
-
-        if (nb == NULL) {
-          why = CH_NOMEM;
-          break;
+      c->tail_seen = tail;
+      c->have_tail = 1;
+      avail = tail - head;
+      if (avail == 0) {
+        /* Closed, and still empty when looked at after seeing closed: a
+         * message sent before close() is never left behind. */
+        if (__atomic_load_n(&h->closed, __ATOMIC_SEQ_CST)) {
+          if (__atomic_load_n(&h->tail, __ATOMIC_SEQ_CST) == head) {
+            why = CH_CLOSED;
+            break;
+          }
+          continue;
         }
 
-        c->buf = nb;
-        c->bufsize = (size_t)len;
+        why = ch_wait(L, c, &h->tail, tail, &h->data_seq, &h->recv_waiters,
+                      &h->closed, timed ? &deadline : NULL);
+        continue;
+      }
+    }
+
+    ring_get(ring(c), cap, head, &len, 8);
+    if (len > avail - 8 || len > c->maxmsg) {
+      why = CH_CORRUPT;
+      break;
+    }
+
+    if (len > c->bufsize) { /* malloc, not Lua: no error with the lock held */
+      char *nb = realloc(c->buf, (size_t)len);
+
+      if (nb == NULL) {
+        why = CH_NOMEM;
+        break;
       }
 
-      ring_get(ring(c), cap, head + 8, c->buf, (size_t)len);
-      __atomic_store_n(&h->head, head + 8u + round8((size_t)len),
-                       __ATOMIC_SEQ_CST);
-      ch_signal(&h->space_seq, &h->send_waiters);
-      break;
+      c->buf = nb;
+      c->bufsize = (size_t)len;
     }
 
-    if (__atomic_load_n(&h->closed, __ATOMIC_SEQ_CST)) {
-      why = CH_CLOSED;
-      break;
-    }
-
-    why = ch_sleep(L, c, &h->data_seq, seen, &h->recv_waiters,
-                   timed ? &deadline : NULL);
-    if (why != CH_OK)
-      break;
+    ring_get(ring(c), cap, head + 8, c->buf, (size_t)len);
+    __atomic_store_n(&h->head, head + 8u + round8((size_t)len), __ATOMIC_SEQ_CST);
+    ch_publish(&h->space_seq, &h->send_waiters);
+    break;
   }
 
   pthread_mutex_unlock(&h->recv_lock);
@@ -485,6 +583,8 @@ static Channel *ch_push(lua_State *L, Segment *s, size_t off, size_t region) {
 
   c->tag = &ch_tag;
   c->spin = spin_start();
+  c->have_head = c->have_tail = 0; /* read the other side's index first */
+  c->head_seen = c->tail_seen = 0;
   c->seg = s;
   c->off = off;
   c->region = region;
@@ -552,9 +652,15 @@ static int ch_open(lua_State *L) {
     luaL_argerror(L, 2, "no channel here (region too small)");
 
   h = (ChHeader *)(void *)(s->addr + off);
-  if (__atomic_load_n(&h->magic, __ATOMIC_SEQ_CST) != CH_MAGIC ||
-      h->version != CH_VERSION)
-    luaL_argerror(L, 2, "no channel here (bad magic or version)");
+  if (__atomic_load_n(&h->magic, __ATOMIC_SEQ_CST) != CH_MAGIC)
+    luaL_argerror(L, 2, "no channel here (bad magic)");
+
+  if (h->version != CH_VERSION) /* another build's protocol: see the top */
+    luaL_argerror(L, 2,
+                  lua_pushfstring(L, "channel of layout version %I, this module "
+                                     "handles version %d only (made by another "
+                                     "sysvshm build?)",
+                                  (lua_Integer)h->version, (int)CH_VERSION));
 
   cap = h->capacity;
   region = h->region;
