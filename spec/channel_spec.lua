@@ -706,16 +706,16 @@ describe("sysvshm.channel", function()
           k = k + 1
           local fmt, v = c[1], vals(c)
           if fmt:find("s1") then v[2] = ("b"):rep(round % 200) end
-          local bytes = string.pack(fmt, table.unpack(v))
+          local packed = string.pack(fmt, table.unpack(v))
           -- queue one to three messages, then take them back
           local n = k % 3 + 1
           for _ = 1, n do assert.is_true(ch:sendpack(fmt, table.unpack(v))) end
-          local want = results(string.unpack(fmt, bytes))
+          local want = results(string.unpack(fmt, packed))
           for i = 1, n do
             if (k + i) % 2 == 0 then
               assert.same(want, results(ch:recvunpack(fmt, 0)))
             else
-              assert.equal(bytes, ch:recv(0)) -- exactly string.pack's bytes
+              assert.equal(packed, ch:recv(0)) -- exactly string.pack's bytes
             end
           end
         end
@@ -733,11 +733,11 @@ describe("sysvshm.channel", function()
         assert.equal(pre, ch:recv())
         for fmt, v in pairs({ ["!8 b d"] = { 1, 2.5 }, ["!16 b i16"] = { 1, 2 },
             ["b Xi8 i8"] = { 1, 2 }, ["!4 b Xd b"] = { 1, 2 }, ["!2 b h !8 b j"] = { 1, 2, 3, 4 } }) do
-          local bytes = string.pack(fmt, table.unpack(v))
+          local packed = string.pack(fmt, table.unpack(v))
           assert.is_true(ch:sendpack(fmt, table.unpack(v)))
-          assert.equal(bytes, ch:recv(0))
-          assert.is_true(ch:send(bytes))
-          assert.same(results(string.unpack(fmt, bytes)), results(ch:recvunpack(fmt, 0)))
+          assert.equal(packed, ch:recv(0))
+          assert.is_true(ch:send(packed))
+          assert.same(results(string.unpack(fmt, packed)), results(ch:recvunpack(fmt, 0)))
         end
       end
     end)
