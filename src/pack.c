@@ -745,11 +745,12 @@ HOT int pack_check(lua_State *L, ShmPacker *pk, const char *fmt, int arg,
   int n = fmt_parse(fmt, pk->items);
   int i;
 
-  pk->fmt = fmt;
-  pk->arg = arg;
   pk->n = n;
-  if (n < 0)
+  if (n < 0) { /* the slow path parses and reads the arguments again */
+    pk->fmt = fmt;
+    pk->arg = arg;
     return pack_check_slow(L, pk, start, limit, end);
+  }
 
   for (i = 0; i < n; i++) {
     const Item *it = &pk->items[i];
