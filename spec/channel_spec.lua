@@ -667,6 +667,214 @@ describe("sysvshm.channel", function()
     end)
   end)
 
+  describe("sendpack and recvunpack", function()
+    -- formats and values, compared with string.pack / string.unpack
+    local CASES = {
+      { "<I8c56", 42, ("p"):rep(56) },
+      { ">i4 d z", -7, 1.5, "name" },
+      { "=b B h H l L j J T", -128, 255, -32768, 65535, -1, 1, math.mininteger, -1, 123 },
+      { "<f n d", 0.5, math.pi, -0.0 },
+      { "<s1 s2 s4 s8", "a", ("b"):rep(300), "", "xyz" },
+      { "<z z x z", "", "two", "three" },
+      { "<i3 I3 i5 I7 i16 I16", -5, 1 << 23, -(1 << 38), 1 << 55, math.mininteger, math.maxinteger },
+      { "!8 b i8 b d b !4 i8 b Xi4", 1, 2, 3, 4.0, 5, 6, 7 },
+      { "<c0 c1 c3", "", "x", "ab" },
+      { "" },
+    }
+
+    local function vals(c) return table.move(c, 2, #c, 1, {}) end
+
+    it("round-trips many formats, as string.pack and string.unpack would", function()
+      local seg = new_segment(65536)
+      local ch = channel.new(seg)
+      for _, c in ipairs(CASES) do
+        local fmt, v = c[1], vals(c)
+        assert.same({ true, n = 1 }, results(ch:sendpack(fmt, table.unpack(v))))
+        assert.equal(record(string.pack(fmt, table.unpack(v))), ch:pending())
+        local want = results(string.unpack(fmt, string.pack(fmt, table.unpack(v))))
+        assert.same(want, results(ch:recvunpack(fmt)))
+        assert.equal(0, ch:pending())
+      end
+    end)
+
+    it("round-trips through the ring's end many times (a small channel)", function()
+      local seg = new_segment(4096)
+      local ch = channel.new(seg, 0, 1024) -- a 704-byte ring
+      local k = 0
+      for round = 1, 60 do
+        for _, c in ipairs(CASES) do
+          k = k + 1
+          local fmt, v = c[1], vals(c)
+          if fmt:find("s1") then v[2] = ("b"):rep(round % 200) end
+          local packed = string.pack(fmt, table.unpack(v))
+          -- queue one to three messages, then take them back
+          local n = k % 3 + 1
+          for _ = 1, n do assert.is_true(ch:sendpack(fmt, table.unpack(v))) end
+          local want = results(string.unpack(fmt, packed))
+          for i = 1, n do
+            if (k + i) % 2 == 0 then
+              assert.same(want, results(ch:recvunpack(fmt, 0)))
+            else
+              assert.equal(packed, ch:recv(0)) -- exactly string.pack's bytes
+            end
+          end
+        end
+      end
+      assert.equal(0, ch:pending())
+      assert.is_true(k * 60 > 704) -- well past the ring's end, many times
+    end)
+
+    it("aligns relative to the message start, as a fresh string.pack string", function()
+      local seg = new_segment(4096)
+      local ch = channel.new(seg, 0, 1024)
+      -- odd messages first, so that the next message starts at varied ring offsets
+      for _, pre in ipairs({ "", "a", "abc", ("q"):rep(13) }) do
+        assert.is_true(ch:send(pre))
+        assert.equal(pre, ch:recv())
+        for fmt, v in pairs({ ["!8 b d"] = { 1, 2.5 }, ["!16 b i16"] = { 1, 2 },
+            ["b Xi8 i8"] = { 1, 2 }, ["!4 b Xd b"] = { 1, 2 }, ["!2 b h !8 b j"] = { 1, 2, 3, 4 } }) do
+          local packed = string.pack(fmt, table.unpack(v))
+          assert.is_true(ch:sendpack(fmt, table.unpack(v)))
+          assert.equal(packed, ch:recv(0))
+          assert.is_true(ch:send(packed))
+          assert.same(results(string.unpack(fmt, packed)), results(ch:recvunpack(fmt, 0)))
+        end
+      end
+    end)
+
+    it("sendpack's message is string.pack's bytes; send(string.pack(...)) is recvunpack's", function()
+      local seg = new_segment(4096)
+      local ch = channel.new(seg)
+      assert.is_true(ch:sendpack("<I8c56", 7, "pad"))
+      assert.equal(string.pack("<I8c56", 7, "pad"), ch:recv(0))
+      assert.is_true(ch:send(string.pack(">i2 z d", -3, "hey", 0.25)))
+      assert.same({ -3, "hey", 0.25, 15, n = 4 }, results(ch:recvunpack(">i2 z d", 0)))
+    end)
+
+    it("returns the position after the bytes read: trailing bytes are allowed", function()
+      local seg = new_segment(4096)
+      local ch = channel.new(seg)
+      assert.is_true(ch:send("\1\0\0\0trailing"))
+      assert.same({ 1, 5, n = 2 }, results(ch:recvunpack("<i4")))
+      assert.is_true(ch:send("anything"))
+      assert.same({ 1, n = 1 }, results(ch:recvunpack("")))
+      assert.equal(0, ch:pending())
+    end)
+
+    it("errors in the values or the format send nothing and leave the channel usable", function()
+      local seg = new_segment(4096)
+      local ch = channel.new(seg)
+      local bad = {
+        { "i4", "x" }, { "i1", 300 }, { "I2", -1 }, { "c2", "abc" }, { "z", "a\0b" },
+        { "s1", ("x"):rep(256) }, { "d", {} }, { "i4 i4", 1 }, { "i17", 1 }, { "c", "x" },
+        { "y", 1 }, { "!3 i4", 1 }, { "Xz", 1 }, { "i4", 1.5 },
+        { "i4", 1, 2, 3 }, -- a value, a timeout, and one more
+        { "i4", 1, "soon" }, { "i4", 1, -1 }, -- bad timeouts
+      }
+      for _, c in ipairs(bad) do
+        local ok = pcall(ch.sendpack, ch, table.unpack(c))
+        assert.is_false(ok, c[1])
+        assert.equal(0, ch:pending(), c[1])
+      end
+      assert.has_error(function() ch:sendpack() end)
+      assert.has_error(function() ch:sendpack({}) end)
+      assert.equal(0, ch:pending())
+      assert.is_true(ch:sendpack("i4", 5))
+      assert.equal(5, (ch:recvunpack("i4")))
+    end)
+
+    it("refuses a packed message larger than the channel accepts, sending nothing", function()
+      local seg = new_segment(4096)
+      local ch = channel.new(seg, 0, 2048)
+      local max = ch:maxsize()
+      assert.is_true(ch:sendpack("c" .. max, "x"))
+      assert.equal(max, #ch:recv(0))
+      local ok, err = pcall(ch.sendpack, ch, "c" .. (max + 1), "x")
+      assert.is_false(ok)
+      assert.matches("packed message of " .. (max + 1) .. " bytes is larger than the channel accepts ("
+        .. max .. ")", err, 1, true)
+      ok, err = pcall(ch.sendpack, ch, "i4 s4", 1, ("y"):rep(max))
+      assert.is_false(ok)
+      assert.matches("larger than the channel accepts", err, 1, true)
+      assert.equal(0, ch:pending())
+      assert.is_true(ch:sendpack("i4", 9, 0))
+      assert.equal(9, (ch:recvunpack("i4", 0)))
+    end)
+
+    it("a message that does not match the format is consumed, and recvunpack raises", function()
+      local seg = new_segment(4096)
+      local ch = channel.new(seg)
+      for _, c in ipairs({
+        { "ab", "<i4", "message of 2 bytes too short for format '<i4' (item at offset 0)" },
+        { "\1\2\3\4\5", "<i4 i4", "message of 5 bytes too short for format '<i4 i4' (item at offset 4)" },
+        { "", "b", "message of 0 bytes too short" },
+        { "\9\0\0\0ab", "<s4", "message of 6 bytes too short for format '<s4'" },
+        { "abc", "z", "message of 3 bytes has an unfinished string for format 'z'" },
+        { ("\255"):rep(15) .. "\127", "<i16", "16-byte integer does not fit into Lua Integer" },
+        { "x", "!8 b d", "message of 1 bytes too short" },
+      }) do
+        assert.is_true(ch:send(c[1]))
+        assert.is_true(ch:send("next"))
+        local ok, err = pcall(ch.recvunpack, ch, c[2], 0)
+        assert.is_false(ok, c[2])
+        assert.matches(c[3], err, 1, true)
+        assert.equal("next", ch:recv(0)) -- the bad one is gone, the queue moves on
+      end
+      assert.equal(0, ch:pending())
+    end)
+
+    it("a bad format raises before taking a message", function()
+      local seg = new_segment(4096)
+      local ch = channel.new(seg)
+      assert.is_true(ch:send("\1\0\0\0"))
+      for _, fmt in ipairs({ "i17", "c", "y", "!3 i4", "Xz", "i4 y" }) do
+        assert.has_error(function() ch:recvunpack(fmt, 0) end)
+      end
+      assert.has_error(function() ch:recvunpack() end)
+      assert.has_error(function() ch:recvunpack("i4", -1) end)
+      assert.has_error(function() ch:recvunpack("i4", "soon") end)
+      assert.equal(8 + 8, ch:pending())
+      assert.equal(1, (ch:recvunpack("<i4", 0)))
+      -- the remembered valid format does not hide a different bad one
+      assert.is_true(ch:send("\1\0\0\0"))
+      assert.has_error(function() ch:recvunpack("<i4 y", 0) end)
+      assert.equal(16, ch:pending())
+      assert.equal(1, (ch:recvunpack("<i4", 0)))
+    end)
+
+    it("time out and say closed as send and recv do", function()
+      local seg = new_segment(4096)
+      local ch = channel.new(seg, 0, 1024)
+      assert.same({ nil, "timeout", n = 2 }, results(ch:recvunpack("i4", 0)))
+      local t0 = shm.clock()
+      assert.same({ nil, "timeout", n = 2 }, results(ch:recvunpack("i4", 0.05)))
+      assert.is_true(shm.clock() - t0 >= 0.04)
+      local n = 0
+      while ch:sendpack("c100", "f", 0) do n = n + 1 end
+      assert.is_true(n > 0)
+      local before = ch:pending()
+      assert.same({ false, "timeout", n = 2 }, results(ch:sendpack("c100", "f", 0)))
+      assert.same({ false, "timeout", n = 2 }, results(ch:sendpack("c100", "g", 0.05)))
+      assert.equal(before, ch:pending())
+      ch:close()
+      assert.same({ false, "closed", n = 2 }, results(ch:sendpack("i4", 1, 0)))
+      assert.same({ false, "closed", n = 2 }, results(ch:sendpack("i4", 1)))
+      for _ = 1, n do -- still queued after close; c100 pads "f" with zeros
+        assert.same({ "f" .. ("\0"):rep(99), 101, n = 2 }, results(ch:recvunpack("c100", 0)))
+      end
+      assert.same({ nil, "closed", n = 2 }, results(ch:recvunpack("i4")))
+      assert.same({ nil, "closed", n = 2 }, results(ch:recvunpack("i4", 0)))
+    end)
+
+    it("raise when the segment is detached", function()
+      local seg = new_segment(4096)
+      local ch = channel.new(seg)
+      seg:detach()
+      assert.has_error(function() ch:sendpack("i4", 1) end)
+      assert.has_error(function() ch:recvunpack("i4", 0) end)
+    end)
+  end)
+
   describe("with a corrupt region", function()
     -- A 4096-byte segment, all 0xA5, with the channel in [1024, 3072): the
     -- canaries on both sides must survive.  State: "alpha", "beta", "gamma"
@@ -811,6 +1019,35 @@ describe("sysvshm.channel", function()
   end)
 
   describe("across processes", function()
+    it("a child receives with recvunpack what this process sends with sendpack", function()
+      local seg, id = new_segment(8192)
+      local ch = channel.new(seg, 0, 1024) -- small: the records wrap around the ring
+      local N = 500
+      local c = spawn([[
+        local n, sum, bad = A[1], 0, 0
+        print("waiting")
+        for i = 1, n do
+          local seq, x, name, pad, nxt = ch:recvunpack("<I8 d z !8 c20", 30)
+          if seq ~= i or x ~= i / 4 or name ~= ("n" .. i) or pad ~= ("p"):rep(20)
+            or nxt ~= #string.pack("<I8 d z !8 c20", seq, x, name, pad) + 1 then
+            bad = bad + 1
+          end
+          sum = sum + (seq or 0)
+        end
+        local m, why = ch:recvunpack("<I8", 30)
+        print(("done sum=%d bad=%d last=%s %s"):format(sum, bad, tostring(m), tostring(why)))
+      ]], id, 0, N)
+      c:expect("^waiting$")
+      for i = 1, N do
+        assert.is_true(ch:sendpack("<I8 d z !8 c20", i, i / 4, "n" .. i, ("p"):rep(20), 30))
+      end
+      ch:close()
+      c:expect("^done ")
+      c:join()
+      assert.is_true(c.ok, c:output())
+      assert.matches(("done sum=%d bad=0 last=nil closed"):format(N * (N + 1) // 2), c:output(), 1, true)
+    end)
+
     it("a receiver blocked in another process gets a message sent here", function()
       local seg, id = new_segment(4096)
       local ch = channel.new(seg)

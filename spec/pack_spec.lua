@@ -808,7 +808,7 @@ describe("seg:pack/seg:unpack fast path edges", function()
     local seg = new_segment(64)
     local fmt16 = long_format(16, false)
     -- {fmt, good values, bad values, message}
-    local orders = {
+    local errcases = {
       { "<I8c56", { 1, "x" }, { 1, ("x"):rep(57) }, "string longer than given size" },
       { "<I8c56", { 1, "x" }, { 1.5, "x" }, "number has no integer representation" },
       { "<i2", { 5 }, { 1 << 15 }, "integer overflow" },
@@ -818,7 +818,7 @@ describe("seg:pack/seg:unpack fast path edges", function()
       { "s1", { "ab" }, { ("y"):rep(256) }, "string length does not fit in given size" },
       { "i4 i4", { 1, 2 }, { 1 }, "number expected, got no value" },
     }
-    for _, c in ipairs(orders) do
+    for _, c in ipairs(errcases) do
       local fmt, good, badv, msg = c[1], c[2], c[3], c[4]
       for _ = 1, 3 do
         check_both(seg, fmt, 0, table.unpack(good))

@@ -42,8 +42,9 @@ local CHUNKS = {
     "wait", "wake" } },
   { name = "mutex", targets = { "mutex", "lock", "trylock", "unlock", "with", "locked",
     "mutex.__gc", "mutex.__tostring" } },
-  { name = "channel", targets = { "channel.new", "channel.open", "send", "recv", "close",
-    "closed", "maxsize", "pending", "channel.__gc", "channel.__tostring" } },
+  { name = "channel", targets = { "channel.new", "channel.open", "send", "recv", "sendpack",
+    "recvunpack", "close", "closed", "maxsize", "pending", "channel.__gc",
+    "channel.__tostring" } },
   { name = "layout", targets = { "L:view", "L:read", "L:write", "view[k]", "view[k]=v",
     "array[i]", "array[i]=v" } },
   -- random sequences of calls from every target, without restoring the
@@ -660,6 +661,33 @@ local function child(chunkname, mode, progress_path, bugs)
     base = { { "chA", "0" } }, range = chrange,
     block = function(a) return SEQ and long(a, 2) end,
     check = function(_, r) if r[2] ~= "hello" then return "recv gave " .. tostring(r[2]) end end }
+  -- sendpack's timeout follows the values its format takes, so where it is
+  -- depends on the format: in a sequence (the channel may be full) it is
+  -- skipped as a call that could wait for ever.
+  local function sent(_, r)
+    if not (r[2] == true or r[2] == false and (r[3] == "timeout" or r[3] == "closed")) then
+      return "sendpack gave " .. tostring(r[2]) .. " " .. tostring(r[3])
+    end
+  end
+  T.sendpack = { call = chmt.__index.sendpack,
+    pos = { P("chan", "chan"), P("fmt", "strnum"), P("any", "any", true), P("any", "any", true) },
+    base = { { "chA", '"i4"', "12345", "<none>" }, { "chM", '"z"', '"str"', "<none>" } },
+    range = chrange, block = function() return SEQ end, check = sent }
+  T.recvunpack = { call = chmt.__index.recvunpack,
+    pos = { P("chan", "chan"), P("fmt", "strnum"), P("timeout", "num", true) },
+    base = { { "chA", '"i4"', "0" }, { "chM", '"z"', "0" } }, range = chrange,
+    range_on_error = true, -- a message that does not match the format is consumed, then it raises
+    block = function(a) return SEQ and long(a, 3) end,
+    check = function(_, r)
+      if r[2] == nil then
+        if r[3] ~= "timeout" and r[3] ~= "closed" then return "recvunpack gave nil " .. tostring(r[3]) end
+        return
+      end
+      local last = r[r.n] -- the fixture message is "hello": at most 5 bytes read
+      if math.type(last) ~= "integer" or last < 1 or last > 6 then
+        return "recvunpack's next position " .. tostring(last)
+      end
+    end }
   T.close = { call = chmt.__index.close, pos = { P("chan", "chan") }, range = chrange }
   T.closed = { call = chmt.__index.closed, pos = { P("chan", "chan") },
     check = function(_, r) if r[2] ~= false then return "closed " .. tostring(r[2]) end end }

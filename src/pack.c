@@ -19,6 +19,15 @@
  * unpack reads in one pass, parsing as it goes.  The parser and the readers
  * are inlined into the loops; fixed-size numbers are read and written whole
  * (with a byte swap for the other byte order).
+ *
+ * The channel (channel.c: ch:sendpack, ch:recvunpack) uses the same code
+ * through sysvshm.h: shm_packcheck (pass 1: check, convert, measure),
+ * shm_packwrite (pass 2: write at any address, positions and alignment
+ * relative to a given start), shm_unpack (read from a byte buffer of a
+ * given length, mismatches returned rather than raised, so that each
+ * caller words its own error) and shm_fmtcheck.  seg:pack and seg:unpack
+ * inline the same static functions (pack_check, pack_write,
+ * unpack_values), so they pay no extra call.
  */
 
 /***
@@ -36,6 +45,7 @@
 #include <limits.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "sysvshm.h"
@@ -52,7 +62,7 @@
 #define SZINT ((int)sizeof(lua_Integer))
 
 /* Items of pack's fast path (on the C stack: 16 items, 16 values) */
-#define MAXITEMS 16
+#define MAXITEMS SHM_PACK_ITEMS
 
 /* the arguments of seg:pack/seg:unpack */
 #define ARG_FMT 2
@@ -91,23 +101,10 @@ typedef struct Format {
   int errval;
 } Format;
 
-/* One parsed option of the fast path. */
-typedef struct Item {
-  unsigned char kind;   /* a Kind other than K_NOP */
-  unsigned char little; /* byte order */
-  unsigned char amask;  /* alignment - 1 (0: none); alignment is <= 16 */
-  int size;             /* fixed size (0 for the variable part of s, z) */
-} Item;
-
-/* A value of pack, converted once. */
-typedef struct Value {
-  union {
-    lua_Integer i;
-    lua_Number n;
-  } u;
-  const char *s; /* strings: the argument's bytes */
-  size_t len;
-} Value;
+/* One parsed option of the fast path, and a value of pack converted once
+ * (in sysvshm.h, so that callers keep a ShmPacker on their stack). */
+typedef ShmPackItem Item;
+typedef ShmPackValue Value;
 
 HOT int native_little(void) {
   const union {
@@ -245,21 +242,28 @@ HOT Kind fmt_item(Format *f, int *size, int *align) {
   return k;
 }
 
-static int fmt_raise(lua_State *L, FmtError err, int errval) {
+/* Raises (never returns: declared so, the loops that call it keep less
+ * state alive). */
+SHM_NORETURN static void fmt_raise(lua_State *L, FmtError err, int errval) {
   switch (err) {
   case E_INTSIZE:
-    return luaL_error(L, "integral size (%d) out of limits [1,%d]", errval,
-                      MAXINTSIZE);
+    luaL_error(L, "integral size (%d) out of limits [1,%d]", errval,
+               MAXINTSIZE);
+    break;
   case E_CSIZE:
-    return luaL_error(L, "missing size for format option 'c'");
+    luaL_error(L, "missing size for format option 'c'");
+    break;
   case E_OPTION:
-    return luaL_error(L, "invalid format option '%c'", errval);
+    luaL_error(L, "invalid format option '%c'", errval);
+    break;
   case E_XNEXT:
-    return luaL_argerror(L, ARG_FMT, "invalid next option for option 'X'");
+    luaL_argerror(L, ARG_FMT, "invalid next option for option 'X'");
+    break;
   default:
-    return luaL_argerror(L, ARG_FMT,
-                         "format asks for alignment not power of 2");
+    luaL_argerror(L, ARG_FMT, "format asks for alignment not power of 2");
+    break;
   }
+  abort(); /* not reached: each raises */
 }
 
 /* The padding before an item of alignment mask amask at offset pos. */
@@ -283,7 +287,7 @@ static Kind fmt_next(lua_State *L, Format *f, size_t pos, int *size,
 
 /* Fast path: the whole format into items (spaces, endianness and '!' leave
  * none); -1 when it has more than MAXITEMS items or any error. */
-static int fmt_parse(const char *fmt, Item *items) {
+HOT int fmt_parse(const char *fmt, Item *items) {
   Format f;
   int n = 0;
 
@@ -679,15 +683,16 @@ static const char *check_fmt(lua_State *L) {
   return check_lstring(L, ARG_FMT, NULL);
 }
 
-/* The two passes for any format, parsing it in each: raises the first
- * error in format order. */
-static int pack_slow(lua_State *L, Segment *s, const char *fmt, size_t start) {
+/* Pass 1 of the slow path (any format, parsed as it goes): raises the first
+ * error in format order, interleaved with the value errors; stops at the
+ * first item past limit (see shm_packcheck). */
+static int pack_check_slow(lua_State *L, ShmPacker *pk, size_t start,
+                           size_t limit, size_t *end) {
   size_t pos = start;
-  int arg = ARG_VALUES;
+  int arg = pk->arg;
   Format f;
 
-  /* pass 1: check values and bounds */
-  fmt_init(&f, fmt);
+  fmt_init(&f, pk->fmt);
   while (*f.p != '\0') {
     int size;
     size_t pad, need;
@@ -698,16 +703,28 @@ static int pack_slow(lua_State *L, Segment *s, const char *fmt, size_t start) {
     if (takes_value(k))
       need += check_value(L, k, size, arg++, &v);
 
-    if (need > s->size - pos)
-      return too_short(L, s, pos);
+    if (need > limit - pos) {
+      *end = pos;
+      return 0;
+    }
 
     pos += need;
   }
 
-  /* pass 2: write (the values, checked in pass 1, convert again) */
-  pos = start;
-  arg = ARG_VALUES;
-  fmt_init(&f, fmt);
+  pk->nextarg = arg;
+  *end = pos;
+  return 1;
+}
+
+/* Pass 2 of the slow path: parses again and converts the values again (the
+ * conversions cannot fail now: pass 1 made every string argument a string). */
+static void pack_write_slow(lua_State *L, const ShmPacker *pk,
+                            unsigned char *dst, size_t start) {
+  size_t pos = start;
+  int arg = pk->arg;
+  Format f;
+
+  fmt_init(&f, pk->fmt);
   while (*f.p != '\0') {
     int size;
     size_t pad;
@@ -716,11 +733,86 @@ static int pack_slow(lua_State *L, Segment *s, const char *fmt, size_t start) {
 
     if (takes_value(k))
       load_value(L, k, arg++, &v);
-    pos += put_value(k, size, f.little, &v, pad, s->addr + pos);
+    pos += put_value(k, size, f.little, &v, pad, dst + (pos - start));
+  }
+}
+
+/* shm_packcheck, inlined into seg_pack.  Fast path: the format parsed once
+ * into pk->items, each value checked and converted once into pk->vals. */
+HOT int pack_check(lua_State *L, ShmPacker *pk, const char *fmt, int arg,
+                   size_t start, size_t limit, size_t *end) {
+  size_t pos = start;
+  int n = fmt_parse(fmt, pk->items);
+  int i;
+
+  pk->n = n;
+  if (n < 0) { /* the slow path parses and reads the arguments again */
+    pk->fmt = fmt;
+    pk->arg = arg;
+    return pack_check_slow(L, pk, start, limit, end);
   }
 
-  lua_pushinteger(L, (lua_Integer)pos);
+  for (i = 0; i < n; i++) {
+    const Item *it = &pk->items[i];
+    Kind k = (Kind)it->kind;
+    size_t need = padding(pos, it->amask) + (size_t)it->size;
+
+    if (takes_value(k))
+      need += check_value(L, k, it->size, arg++, &pk->vals[i]);
+
+    if (need > limit - pos) {
+      *end = pos;
+      return 0;
+    }
+
+    pos += need;
+  }
+
+  pk->nextarg = arg;
+  *end = pos;
   return 1;
+}
+
+/* shm_packwrite, inlined into seg_pack. */
+HOT void pack_write(lua_State *L, const ShmPacker *pk, unsigned char *dst,
+                    size_t start) {
+  size_t pos = start;
+  int i;
+
+  if (pk->n < 0) {
+    pack_write_slow(L, pk, dst, start);
+    return;
+  }
+
+  for (i = 0; i < pk->n; i++) {
+    const Item *it = &pk->items[i];
+
+    pos += put_value((Kind)it->kind, it->size, it->little, &pk->vals[i],
+                     padding(pos, it->amask), dst + (pos - start));
+  }
+}
+
+int shm_packcheck(lua_State *L, ShmPacker *pk, const char *fmt, int arg,
+                  size_t start, size_t limit, size_t *end) {
+  return pack_check(L, pk, fmt, arg, start, limit, end);
+}
+
+void shm_packwrite(lua_State *L, const ShmPacker *pk, unsigned char *dst,
+                   size_t start) {
+  pack_write(L, pk, dst, start);
+}
+
+void shm_fmtcheck(lua_State *L, const char *fmt) {
+  Format f;
+
+  fmt_init(&f, fmt);
+  while (*f.p != '\0') {
+    int size, align;
+
+    fmt_item(&f, &size, &align);
+    if (f.err != E_NONE)
+      fmt_raise(L, f.err, f.errval);
+  }
 }
 
 /***
@@ -737,41 +829,14 @@ int seg_pack(lua_State *L) {
   Segment *s = seg_checkw(L, 1);
   const char *fmt = check_fmt(L);
   size_t start = shmL_checkoffset(L, ARG_OFF, s);
-  size_t pos = start;
-  int arg = ARG_VALUES;
-  Item items[MAXITEMS];
-  Value vals[MAXITEMS];
-  int n = fmt_parse(fmt, items);
-  int i;
+  size_t end;
+  ShmPacker pk;
 
-  if (n < 0)
-    return pack_slow(L, s, fmt, start);
+  if (!pack_check(L, &pk, fmt, ARG_VALUES, start, s->size, &end))
+    return too_short(L, s, end);
 
-  /* pass 1: check and convert values, check bounds */
-  for (i = 0; i < n; i++) {
-    const Item *it = &items[i];
-    Kind k = (Kind)it->kind;
-    size_t need = padding(pos, it->amask) + (size_t)it->size;
-
-    if (takes_value(k))
-      need += check_value(L, k, it->size, arg++, &vals[i]);
-
-    if (need > s->size - pos)
-      return too_short(L, s, pos);
-
-    pos += need;
-  }
-
-  /* pass 2: write */
-  pos = start;
-  for (i = 0; i < n; i++) {
-    const Item *it = &items[i];
-
-    pos += put_value((Kind)it->kind, it->size, it->little, &vals[i],
-                     padding(pos, it->amask), s->addr + pos);
-  }
-
-  lua_pushinteger(L, (lua_Integer)pos);
+  pack_write(L, &pk, s->addr + start, start);
+  lua_pushinteger(L, (lua_Integer)end);
   return 1;
 }
 
@@ -821,12 +886,14 @@ HOT lua_Integer get_int(lua_State *L, const unsigned char *src, int little,
   return (lua_Integer)v;
 }
 
-/* Read one item at *pos (its padding already skipped and its fixed size
- * known to fit), push its value if it has one and move *pos past it;
- * return the number of values pushed. */
-HOT int get_value(lua_State *L, const Segment *s, Kind k, int size,
-                     int little, size_t *pos) {
-  const unsigned char *p = s->addr + *pos;
+/* Read one item at *pos of buf[0..size) (its padding already skipped and
+ * its fixed size known to fit), push its value if it has one and move *pos
+ * past it; return the number of values pushed.  Calls fail (which does not
+ * return) when the bytes do not match. */
+HOT int get_value(lua_State *L, const unsigned char *const *bufp,
+                  const size_t *sizep, Kind k, int size, int little,
+                  size_t *pos, ShmUnpackFail fail, const void *ud) {
+  const unsigned char *p = *bufp + *pos;
   int pushed = 1;
 
   switch (k) {
@@ -861,8 +928,8 @@ HOT int get_value(lua_State *L, const Segment *s, Kind k, int size,
   case K_STRING: {
     lua_Unsigned len = (lua_Unsigned)get_int(L, p, little, size, 0);
 
-    if (len > s->size - *pos - (size_t)size)
-      return too_short(L, s, *pos);
+    if (len > *sizep - *pos - (size_t)size)
+      fail(L, SHM_UNPACK_SHORT, *pos, ud);
 
     lua_pushlstring(L, (const char *)p + size, (size_t)len);
     *pos += (size_t)len;
@@ -870,11 +937,11 @@ HOT int get_value(lua_State *L, const Segment *s, Kind k, int size,
   }
 
   case K_ZSTR: {
-    const unsigned char *z = memchr(p, 0, s->size - *pos);
+    const unsigned char *z = memchr(p, 0, *sizep - *pos);
     size_t len;
 
     if (z == NULL)
-      return luaL_argerror(L, ARG_OFF, "unfinished string for format 'z'");
+      fail(L, SHM_UNPACK_ZSTR, *pos, ud);
 
     len = (size_t)(z - p);
     lua_pushlstring(L, (const char *)p, len);
@@ -891,6 +958,56 @@ HOT int get_value(lua_State *L, const Segment *s, Kind k, int size,
   return pushed;
 }
 
+/* shm_unpack, inlined into seg_unpack: one pass, parsing as it reads, so
+ * that errors come in format order.  The buffer and its size are read
+ * through pointers: seg_unpack passes its segment's fields, which the
+ * compiler then reloads from the userdata instead of keeping copies on the
+ * stack across the Lua calls (14 instructions a call). */
+HOT int unpack_values(lua_State *L, const char *fmt,
+                      const unsigned char *const *bufp, const size_t *sizep,
+                      size_t *ppos, ShmUnpackFail fail, const void *ud) {
+  size_t pos = *ppos;
+  int n = 0;
+  Format f;
+
+  fmt_init(&f, fmt);
+  while (*f.p != '\0') {
+    int size, align = 1;
+    size_t pad;
+    Kind k = fmt_item(&f, &size, &align);
+
+    if (f.err != E_NONE)
+      fmt_raise(L, f.err, f.errval);
+
+    pad = padding(pos, (size_t)align - 1);
+    if (pad > *sizep - pos || (size_t)size > *sizep - pos - pad)
+      fail(L, SHM_UNPACK_SHORT, pos, ud);
+
+    pos += pad;
+    if (n >= LUA_MINSTACK - 2) /* a C function starts with LUA_MINSTACK free */
+      luaL_checkstack(L, 2, "too many results");
+    n += get_value(L, bufp, sizep, k, size, f.little, &pos, fail, ud);
+  }
+
+  *ppos = pos;
+  return n;
+}
+
+int shm_unpack(lua_State *L, const char *fmt, const unsigned char *buf,
+               size_t size, size_t *pos, ShmUnpackFail fail, const void *ud) {
+  return unpack_values(L, fmt, &buf, &size, pos, fail, ud);
+}
+
+/* seg:unpack's answer to bytes that do not match the format. */
+SHM_NORETURN static void unpack_fail(lua_State *L, int why, size_t pos,
+                                     const void *ud) {
+  if (why == SHM_UNPACK_SHORT)
+    too_short(L, (const Segment *)ud, pos);
+  else
+    luaL_argerror(L, ARG_OFF, "unfinished string for format 'z'");
+  abort(); /* not reached: both raise */
+}
+
 /***
  * Unpack values from the segment, as string.unpack would.
  * @function segment:unpack
@@ -903,28 +1020,8 @@ int seg_unpack(lua_State *L) {
   Segment *s = seg_check(L, 1);
   const char *fmt = check_fmt(L);
   size_t pos = shmL_checkoffset(L, ARG_OFF, s);
-  int n = 0;
-  Format f;
-
-  /* one pass, parsing as it reads: errors come in format order */
-  fmt_init(&f, fmt);
-  while (*f.p != '\0') {
-    int size, align = 1;
-    size_t pad;
-    Kind k = fmt_item(&f, &size, &align);
-
-    if (f.err != E_NONE)
-      return fmt_raise(L, f.err, f.errval);
-
-    pad = padding(pos, (size_t)align - 1);
-    if (pad > s->size - pos || (size_t)size > s->size - pos - pad)
-      return too_short(L, s, pos);
-
-    pos += pad;
-    if (n >= LUA_MINSTACK - 2) /* a C function starts with LUA_MINSTACK free */
-      luaL_checkstack(L, 2, "too many results");
-    n += get_value(L, s, k, size, f.little, &pos);
-  }
+  int n = unpack_values(L, fmt, (const unsigned char *const *)&s->addr,
+                        &s->size, &pos, unpack_fail, s);
 
   lua_pushinteger(L, (lua_Integer)pos);
   return n + 1;

@@ -6,7 +6,7 @@
 -- and, started by the W6/W7 drivers in a second process:
 --
 --     lua5.4 bench.lua w6reader ID
---     lua5.4 bench.lua w7consumer ID NPROD
+--     lua5.4 bench.lua w7consumer ID NPROD [pack]
 --     lua5.4 bench.lua w7producer ID P NPROD
 --
 -- Each row is printed as one tab-separated line:
@@ -418,7 +418,7 @@ function W.w6reader(id)
   os.exit(bad == 0 and 0 or 1)
 end
 
--- ---- W7: the channel, 1/1 and 2/2 --------------------------------------------
+-- ---- W7: the channel, 1/1 and 2/2; and 1/1 with sendpack/recvunpack ---------
 
 local channel = require "sysvshm.channel"
 local RECORD = 8 + MSG -- a channel record: length, then the message
@@ -440,7 +440,9 @@ end
 -- Receive until closed; each producer's messages must arrive in order.
 -- Prints the count, sum and sum of squares of the sequence numbers, for the
 -- parent's exactly-once check, and the number of bad messages.
-function W.w7consumer(id, nprod)
+-- With "pack": each message through ch:recvunpack("<I8c56"), which must
+-- read all 64 bytes (next position MSG + 1).
+function W.w7consumer(id, nprod, mode)
   nprod = math.tointeger(nprod)
   local seg = assert(shm.attach(math.tointeger(id)))
   local ch = channel.open(seg)
@@ -452,13 +454,21 @@ function W.w7consumer(id, nprod)
   local count, sum, sumsq, bad = 0, 0, 0, 0
   local sw = ctxsw()
   while true do
-    local m = ch:recv()
-    if not m then
-      break
+    local i, pad, nxt
+    if mode == "pack" then
+      i, pad, nxt = ch:recvunpack("<I8c56")
+      if not i then
+        break
+      end
+    else
+      local m = ch:recv()
+      if not m then
+        break
+      end
+      i, pad, nxt = sunpack("<I8", m), m:sub(9), #m + 1
     end
-    local i = sunpack("<I8", m)
     local p = i % nprod
-    if #m ~= MSG or m:sub(9) ~= PAD or (nprod == 1 and i ~= last[p] + nprod)
+    if nxt ~= MSG + 1 or pad ~= PAD or (nprod == 1 and i ~= last[p] + nprod)
       or i <= last[p] then
       bad = bad + 1
     end
@@ -469,20 +479,29 @@ function W.w7consumer(id, nprod)
   os.exit(bad == 0 and 0 or 1)
 end
 
-local function w7(nprod, ncons)
-  local label = ("channel send/recv, %d producer%s/%d consumer%s"):format(
+-- The same, the parent producing with ch:sendpack (1 producer only).
+local function produce_pack(ch, p, nprod)
+  for i = p, NMSG - 1, nprod do
+    assert(ch:sendpack("<I8c56", i, PAD))
+  end
+end
+
+local function w7(nprod, ncons, mode)
+  local label = ("channel %s, %d producer%s/%d consumer%s"):format(
+    mode == "pack" and "sendpack/recvunpack" or "send/recv",
     nprod, nprod > 1 and "s" or "", ncons, ncons > 1 and "s" or "")
-  local w = ("W7 %d/%d"):format(nprod, ncons)
+  local w = ("W7 %d/%d%s"):format(nprod, ncons, mode == "pack" and " pack" or "")
+  assert(mode ~= "pack" or nprod == 1, "W7 pack: one producer (the parent)")
   local seg, id = private(channel.HEADER + SLOTS * RECORD)
   local ch = channel.new(seg)
   local t = clock()
   local consumers, producers = {}, {}
   for c = 1, ncons do
-    consumers[c] = spawn("w7consumer", id, nprod)
+    consumers[c] = spawn("w7consumer", id, nprod, mode or "string")
   end
   local ok = true
   if nprod == 1 then
-    produce(ch, 0, 1) -- the parent is the producer
+    (mode == "pack" and produce_pack or produce)(ch, 0, 1) -- the parent is the producer
   else
     for p = 1, nprod do
       producers[p] = spawn("w7producer", id, p - 1, nprod)
@@ -522,6 +541,7 @@ end
 function W.sysvshm_W7()
   w7(1, 1)
   w7(2, 2)
+  w7(1, 1, "pack")
 end
 
 -- ---- W8: typed fields ----------------------------------------------------------

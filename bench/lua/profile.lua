@@ -202,6 +202,21 @@ function OPS.channel()
   return bad
 end
 
+-- the same message through ch:sendpack and ch:recvunpack: no Lua string
+-- for the whole message on either side (the 56-byte pad is still one)
+function OPS.chanpack()
+  local ch = channel.new(seg, 0, channel.HEADER + 256 * (8 + MSG))
+  local bad = 0
+  for i = 0, n - 1 do
+    ch:sendpack("<I8c56", i, PAD)
+    local seq, pad = ch:recvunpack("<I8c56")
+    if seq ~= i or pad ~= PAD then
+      bad = bad + 1
+    end
+  end
+  return bad
+end
+
 -- the channel's message building alone (string.pack .. PAD)
 function OPS.msgbuild()
   local spack, x = string.pack, nil

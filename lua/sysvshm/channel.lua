@@ -11,7 +11,13 @@
 -- sender or torn; a process killed in the middle of a call leaves the queue
 -- usable. Blocking sleeps on futexes; while the other side keeps up, no
 -- system call is made. Methods: `send(msg [, timeout])`, `recv([timeout])`,
+-- `sendpack(fmt, ... [, timeout])`, `recvunpack(fmt [, timeout])` (values
+-- packed with a `string.pack` format straight into the channel and
+-- unpacked straight out of it, no Lua string for the message),
 -- `close()`, `closed()`, `maxsize()`, `pending()`.
+--
+--     ch:sendpack("<I8 d", seq, x)             -- the bytes string.pack makes
+--     local seq, x = ch:recvunpack("<I8 d")
 -- @module sysvshm.channel
 local core = require "sysvshm.core"
 
