@@ -702,7 +702,8 @@ SHM_NORETURN static void recv_mismatch(lua_State *L, int why, size_t pos,
  * local seq = ch:recvunpack("<I8 d z", 0.1) -- nil, "timeout" after 0.1 s
  */
 static int ch_recvunpack(lua_State *L) {
-  static const unsigned char none[1] = {0};
+  unsigned char small[256];
+  const unsigned char *msg;
   Channel *c = ch_check(L);
   RecvPack rp;
   struct timespec deadline;
@@ -730,9 +731,38 @@ static int ch_recvunpack(lua_State *L) {
   if (why != CH_OK)
     return ch_nomsg(L, why, len);
 
+  /* Unpack from a copy the handle does not own: pushing the values may run
+   * the garbage collector, and a finalizer may receive on this handle,
+   * which refills (and may move) c->buf.  Small messages are copied to the
+   * C stack before any Lua call; larger ones into a userdata kept on the
+   * stack, with the handle's buffer swapped out meanwhile so that a
+   * finalizer run by that allocation gets a buffer of its own.  (If that
+   * allocation fails, the swapped-out buffer is lost: one buffer, once,
+   * on a memory error.) */
   rp.len = (size_t)len;
-  n = shm_unpack(L, rp.fmt, c->buf ? (const unsigned char *)c->buf : none,
-                 rp.len, &pos, recv_mismatch, &rp);
+  if (rp.len <= sizeof small) {
+    if (rp.len > 0)
+      memcpy(small, c->buf, rp.len);
+    msg = small;
+  } else {
+    char *mine = c->buf;
+    size_t mysize = c->bufsize;
+    void *copy;
+
+    c->buf = NULL;
+    c->bufsize = 0;
+    copy = lua_newuserdatauv(L, rp.len, 0);
+    memcpy(copy, mine, rp.len);
+    if (c->buf != NULL && c->bufsize >= mysize) { /* a finalizer's is bigger */
+      free(mine);
+    } else {
+      free(c->buf);
+      c->buf = mine;
+      c->bufsize = mysize;
+    }
+    msg = (const unsigned char *)copy;
+  }
+  n = shm_unpack(L, rp.fmt, msg, rp.len, &pos, recv_mismatch, &rp);
   lua_pushinteger(L, (lua_Integer)pos + 1);
   return n + 1;
 }
