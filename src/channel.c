@@ -231,6 +231,9 @@ static int ch_wait(lua_State *L, Channel *c, const uint64_t *index,
       return CH_OK;
     }
 
+    if (__atomic_load_n(closed, __ATOMIC_RELAXED)) /* the caller looks again */
+      return CH_OK;
+
     cpu_relax();
   }
 
