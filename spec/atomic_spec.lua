@@ -16,12 +16,7 @@ local function spawn(code, ...)
   return h.spawn('local shm = require "sysvshm"\nio.stdout:setvbuf("line")\n' .. code, ...)
 end
 
--- Wait for a child to end: what it printed (its "pid N" line left out),
--- and whether it exited with 0.
-local function join(child)
-  child:join()
-  return child:said(), child.ok
-end
+local join = h.join -- what a child printed, and whether it exited with 0
 
 -- Whether process pid sleeps in a futex (its wchan names the futex wait).
 local function in_futex(pid)

@@ -202,22 +202,8 @@ end
 
 -- ---- small helpers -------------------------------------------------------
 
--- A private segment, attached, already removed (it goes with the last
--- detach, whatever happens): seg, id.
-local function new_segment(size)
-  local seg, id = h.new_segment(size)
-  assert(shm.remove(id))
-  return seg, id
-end
-
--- Poll until fn() is true; raises after `limit` seconds (default 10).
-local function wait_until(fn, what, limit)
-  local deadline = shm.clock() + (limit or 10)
-  while not fn() do
-    if shm.clock() > deadline then error("timed out waiting for " .. what, 2) end
-    shm.sleep(0.002)
-  end
-end
+-- Segments are attached and already removed (h.new_removed_segment).
+local new_segment, wait_until = h.new_removed_segment, h.wait_until
 
 local function u32(seg, off)
   return (seg:unpack("=I4", off))

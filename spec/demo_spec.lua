@@ -113,14 +113,8 @@ end
 
 -- Wait until a segment exists for key; its id.
 local function wait_segment(key, timeout)
-  for _ = 1, (timeout or 5) / 0.005 do
-    local id = shm.open(key)
-    if id then
-      return id
-    end
-    shm.sleep(0.005)
-  end
-  error("no segment appeared for key " .. key)
+  return h.wait_until(function() return (shm.open(key)) end,
+                      "a segment for key " .. key, timeout or 5)
 end
 
 local function assert_gone(key, id)

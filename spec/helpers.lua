@@ -116,6 +116,17 @@ function M.poll(cond, seconds)
   return cond()
 end
 
+--- As `poll`, but raises "timed out waiting for <what>" (with ": " and
+-- info() appended when info is given) when cond() is still false after
+-- `seconds` (default 10).  Returns cond()'s value.
+function M.wait_until(cond, what, seconds, info)
+  local v = M.poll(cond, seconds)
+  if not v then
+    error("timed out waiting for " .. what .. (info and (": " .. info()) or ""), 2)
+  end
+  return v
+end
+
 --- The message of the error f(...) raises, without its location; nil when
 -- the call succeeds.
 function M.errmsg(f, ...)
@@ -200,6 +211,15 @@ end
 function M.new_segment(size, opts)
   local id = M.new_id(size, opts)
   return M.attach(id), id
+end
+
+--- A private segment, attached and already removed, so that it goes with
+-- the last detach whatever happens (children attach it by id, which Linux
+-- allows while it is attached): seg, id.
+function M.new_removed_segment(size, opts)
+  local seg, id = M.new_segment(size, opts)
+  assert(shm.remove(id))
+  return seg, id
 end
 
 --- The line `ipcs -m` prints for a segment id, parsed: {key, shmid, owner,
@@ -468,6 +488,13 @@ function Child:said()
     if not l:match("^pid %d+$") then t[#t + 1] = l .. "\n" end
   end
   return table.concat(t)
+end
+
+--- Wait for a child to end: what it printed (`said`) and whether it exited
+-- with 0, as `local out, ok = h.join(child)`.
+function M.join(child)
+  child:join()
+  return child:said(), child.ok
 end
 
 --- SIGKILL the interpreter (it must have printed its pid) and reap it;

@@ -23,12 +23,7 @@ local function spawn(code, ...)
   return h.spawn(HEAD .. code, ...)
 end
 
--- Wait for a child to end: what it printed (its "pid N" line left out),
--- and whether it exited with 0.
-local function join(child)
-  child:join()
-  return child:said(), child.ok
-end
+local join = h.join -- what a child printed, and whether it exited with 0
 
 after_each(h.cleanup)
 

@@ -43,23 +43,12 @@ local function spawn(body, ...)
   return h.spawn_limited(LIMIT, PRELUDE .. body, ...)
 end
 
--- A private segment, attached and already removed, so that it goes with
--- the last detach whatever happens (children attach it by id, which Linux
--- allows while it is attached): seg, id.
-local function new_segment(size)
-  local seg, id = h.new_segment(size)
-  assert(shm.remove(id))
-  return seg, id
-end
+-- Segments are attached and already removed (h.new_removed_segment).
+local new_segment = h.new_removed_segment
 
+-- h.wait_until, with more patience by default (and much more under valgrind).
 local function wait_until(cond, what, limit, info)
-  local deadline = shm.clock() + (limit or (SLOW and 120 or 20))
-  while not cond() do
-    if shm.clock() > deadline then
-      error("timed out waiting for " .. what .. (info and (": " .. info()) or ""), 2)
-    end
-    shm.sleep(0.002)
-  end
+  return h.wait_until(cond, what, limit or (SLOW and 120 or 20), info)
 end
 
 -- ===========================================================================
