@@ -443,12 +443,15 @@ describe("sysvshm.channel", function()
     it("open() refuses a channel of another layout version, saying so", function()
       local seg = new_segment(4096)
       channel.new(seg)
-      assert.equal(2, u32(seg, F_VERSION))
-      seg:pack("=I4", F_VERSION, 1) -- a channel made by an older build
-      local ok, err = pcall(channel.open, seg)
-      assert.is_false(ok)
-      assert.matches("channel of layout version 1, this module handles version 2", err, 1, true)
-      seg:pack("=I4", F_VERSION, 2)
+      assert.equal(3, u32(seg, F_VERSION))
+      for old = 1, 2 do -- channels made by older builds
+        seg:pack("=I4", F_VERSION, old)
+        local ok, err = pcall(channel.open, seg)
+        assert.is_false(ok)
+        assert.matches(("channel of layout version %d, this module handles version 3"):format(old),
+          err, 1, true)
+      end
+      seg:pack("=I4", F_VERSION, 3)
       assert.is_true(channel.open(seg):send("ok", 0))
     end)
 
@@ -940,7 +943,10 @@ describe("sysvshm.channel", function()
     local both, recv_only = "beta,gamma,ok", "beta,gamma,x,ok"
 
     it("raises for a tail too far ahead of, or behind, head", function()
-      local values = { 16 + CAP + 8, 16 + CAP + 1, 8, 0, -1, math.maxinteger, math.mininteger }
+      -- (bit 0 of tail is the closed flag: 16 + CAP + 1 would be a full,
+      -- closed ring, which is not garbage; + 9 is closed and too far)
+      local values = { 16 + CAP + 8, 16 + CAP + 4, 16 + CAP + 9, 8, 0, -1, math.maxinteger,
+                       math.mininteger }
       for _, v in ipairs(values) do
         check({ fields = { { F_TAIL, v } }, send = true, recv = true, drained = both })
       end
