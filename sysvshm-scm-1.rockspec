@@ -27,7 +27,7 @@ build = {
   type = "builtin",
   modules = {
     ["sysvshm.core"] = {
-      sources = { "src/core.c", "src/segment.c", "src/pack.c", "src/sync.c", "src/channel.c" },
+      sources = { "src/core.c", "src/lock.c", "src/segment.c", "src/pack.c", "src/sync.c", "src/channel.c" },
       defines = { "_GNU_SOURCE" },
     },
     ["sysvshm"] = "lua/sysvshm/init.lua",
