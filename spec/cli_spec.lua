@@ -593,6 +593,10 @@ describe("sysvshm", function()
           { "return 42", "must return a layout or a table of named layouts, not a number" },
           { "return {x = 1}", "without any layout" },
           { [[return require("sysvshm.layout").struct({{"x", "q"}})]], "unsupported field type 'q'" },
+          -- issue 10 item 7: a struct whose size wrapped around to 0 gave status 70
+          { [[return require("sysvshm.layout").struct({{"a", "i8", 1 << 61}})]], "too large" },
+          { [[return require("sysvshm.layout").struct({{"a", "c9223372036854775807"}, {"b", "i1"}})]],
+            "too large" },
         }
         for _, c in ipairs(cases) do
           assert_fails(run({ "dump", tostring(id), "--layout", luafile(c[1]) }), "dump", c[2])
@@ -821,6 +825,105 @@ describe("sysvshm", function()
       assert_usage(run({ "new", "--size", "64", "--mode", "rwxrwxrwxr" }), "new", "is not a mode")
       assert_usage(run({ "new", "--size", "64", "--key", "-0x80000001" }), "new", "32%-bit key")
       assert_usage(run({ "new", "--size", "64", "extra" }), "new", "unexpected argument")
+    end)
+  end)
+
+  -- Issue 10 item 8: `new --size 4K > /dev/full` exited 0 and the segment
+  -- leaked. Every command's output going to /dev/full (or a closed
+  -- descriptor) must give status 1 and one line saying so, never 0 or 70.
+  describe("with output that cannot be written", function()
+    -- The command with standard output to /dev/full: status 1, the message.
+    local function full(args, redirect)
+      local r = run(args, "timeout 30 ", " " .. (redirect or ">/dev/full"))
+      assert.equal(1, r.code, h.explain(r))
+      assert.matches("^sysvshm[ %w]*: cannot write the output: ", r.stderr)
+      assert.equal(1, select(2, r.stderr:gsub("\n", "")), r.stderr)
+      return r
+    end
+
+    -- The ids of the segments there are now.
+    local function ids()
+      local t = {}
+      for _, st in ipairs(assert(shm.list())) do t[st.id] = true end
+      return t
+    end
+
+    it("/dev/full is there and refuses writes", function()
+      local r = h.sh("printf x >/dev/full")
+      assert.is_false(r.ok, "a write to /dev/full succeeded")
+    end)
+
+    it("fails every command's usage and the version, status 1", function()
+      full({ "--help" })
+      full({ "--version" })
+      full({ "help" })
+      for _, c in ipairs(COMMANDS) do
+        full({ "help", c })
+        full({ c, "--help" })
+      end
+    end)
+
+    it("fails ls, stat, dump and watch, status 1", function()
+      local seg, id = h.new_segment(4096)
+      seg:write(0, "hello")
+      local key = key_of(h.tmpfile())
+      h.track(assert(shm.create(key, 64)))
+      local R = h.tmpfile() .. ".lua"
+      local f = assert(io.open(R, "w"))
+      f:write('return require("sysvshm.layout").struct({{"a", "i8"}, {"s", "c16"}}, "r")')
+      f:close()
+      full({ "ls" })
+      full({ "ls", "--json" })
+      full({ "stat", tostring(id) })
+      full({ "stat", tostring(id), "--json" })
+      full({ "stat", "--key", hexkey(key) })
+      full({ "dump", tostring(id) })
+      full({ "dump", tostring(id), "--layout", R })
+      full({ "watch", tostring(id), "--layout", R, "--frames", "2", "--interval", "0" })
+      -- without --frames it would run for ever if the failed write went unnoticed
+      -- (full runs it under timeout 30, whose status 124 would fail the test)
+      full({ "watch", tostring(id), "--layout", R, "--interval", "0" })
+      os.remove(R)
+    end)
+
+    it("fails a dump that fills the buffer many times over, without writing the rest", function()
+      local seg, id = h.new_segment(1024 * 1024)
+      seg:fill(0x41)
+      full({ "dump", tostring(id) })
+    end)
+
+    it("fails rm after doing its work (the segments are gone), status 1", function()
+      local id = h.new_id(64)
+      full({ "rm", "--dry-run", tostring(id) })
+      assert.is_truthy(shm.stat(id))
+      full({ "rm", tostring(id) })
+      local st, _, errno = shm.stat(id)
+      assert.is_nil(st)
+      assert.is_true(errno == shm.EINVAL or errno == shm.EIDRM, tostring(errno))
+      local key = key_of(h.tmpfile())
+      id = h.track(assert(shm.create(key, 64)))
+      full({ "rm", "--key", tostring(key) })
+      assert.is_nil(shm.stat(id))
+    end)
+
+    it("new removes the segment it created when it cannot print the id", function()
+      for _, redirect in ipairs({ ">/dev/full", ">&-" }) do
+        local before = ids()
+        local r = full({ "new", "--size", "4K" }, redirect)
+        assert.matches("; segment %d+ removed again\n$", r.stderr)
+        local made = math.tointeger(tonumber(r.stderr:match("segment (%d+) removed again")))
+        assert.is_nil(before[made], "the id it names was there before")
+        h.track(made) -- in case it is still there: cleaned up, but the test fails below
+        for id in pairs(ids()) do
+          assert.is_true(before[id], ("segment %d left behind (%s): %s"):format(id, redirect, h.explain(r)))
+        end
+        local key = key_of(h.tmpfile())
+        full({ "new", "--size", "64", "--key", hexkey(key) }, redirect)
+        local id, _, errno = shm.open(key)
+        if id then h.track(id) end
+        assert.is_nil(id, "the keyed segment was left behind")
+        assert.equal(shm.ENOENT, errno)
+      end
     end)
   end)
 end)

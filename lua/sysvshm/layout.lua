@@ -768,7 +768,8 @@ local function resolve(L, path)
       if not f.count then
         return nil, sformat("field '%s' is not an array", fname)
       elseif not i or i < 1 or i > f.count then
-        return nil, sformat("index %s out of range for field '%s' (%s): expected 1..%d", idx, fname, typename(f), f.count)
+        return nil, sformat("index %s out of range for field '%s' (%s): expected 1..%d",
+                            idx, fname, typename(f), f.count)
       end
       off = off + (i - 1) * f.elemsize
       cur = f.kind == "struct" and f.type or nil
