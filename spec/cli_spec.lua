@@ -355,9 +355,9 @@ describe("sysvshm", function()
       assert.equal(100, found.size)
     end)
 
-    it("--mine lists only the segments of this user", function()
+    it("--mine lists only the segments of this user #env", function()
       local can, why = other_ok()
-      if not can then pending(why) return end
+      if not can then pending(h.env(why)) return end
       local root_id = h.new_id(64)
       local r = run({ "new", "--size", "64" }, AS_OTHER)
       assert.equal(0, r.code, h.explain(r))
@@ -451,15 +451,19 @@ describe("sysvshm", function()
       local r = ok({ "dump", tostring(id), "--offset", "16", "--length", "20" })
       assert.equal("00000010: 4865 6c6c 6f2c 2077 6f72 6c64 2100 0102  Hello, world!...\n"
                    .. "00000020: ff7f 207e                                .. ~\n", r.stdout)
-      if xxd_available() then
-        local file = h.tmpfile()
-        local f = assert(io.open(file, "wb"))
-        f:write(seg:read(0))
-        f:close()
-        assert.equal(h.sh("xxd " .. file).stdout, ok({ "dump", tostring(id) }).stdout)
-        assert.equal(h.sh("xxd -s 5 -l 30 " .. file).stdout,
-                     ok({ "dump", tostring(id), "-o", "5", "-n", "30" }).stdout)
-      end
+    end)
+
+    it("shows what xxd shows, byte for byte #env", function()
+      if not xxd_available() then pending(h.env("xxd not found (Debian package xxd)")) return end
+      local seg, id = h.new_segment(64)
+      seg:write(16, "Hello, world!\0\1\2\255\127 ~")
+      local file = h.tmpfile()
+      local f = assert(io.open(file, "wb"))
+      f:write(seg:read(0))
+      f:close()
+      assert.equal(h.sh("xxd " .. file).stdout, ok({ "dump", tostring(id) }).stdout)
+      assert.equal(h.sh("xxd -s 5 -l 30 " .. file).stdout,
+                   ok({ "dump", tostring(id), "-o", "5", "-n", "30" }).stdout)
     end)
 
     it("dumps the whole segment by default, stops at its end, and shows nothing at the end", function()
@@ -470,9 +474,9 @@ describe("sysvshm", function()
       assert_fails(run({ "dump", tostring(id), "--offset", "41" }), "dump", "past the end")
     end)
 
-    it("attaches read-only (a read-only user can dump)", function()
+    it("attaches read-only (a read-only user can dump) #env", function()
       local can, why = other_ok()
-      if not can then pending(why) return end
+      if not can then pending(h.env(why)) return end
       local seg, id = h.new_segment(32, { mode = oct"444" })
       seg:write(0, "readable")
       local r = run({ "dump", tostring(id), "--length", "8" }, AS_OTHER)
@@ -684,13 +688,13 @@ describe("sysvshm", function()
       assert.is_nil(text:lower():find("traceback", 1, true), text)
     end)
 
-    it("redraws in place on a terminal", function()
-      if not h.sh("command -v script").ok then pending("script(1) not found") return end
+    it("redraws in place on a terminal #env", function()
+      if not h.sh("command -v script").ok then pending(h.env("script(1) not found")) return end
       local _, id, file = counter_segment()
       local cmd = h.lua_env() .. "TERM=xterm lua5.4 " .. CLI .. " " .. words {
         "watch", tostring(id), "--layout", file, "--frames", "2", "--interval", "0.05" }
       local r = h.sh("script -qec " .. h.quote(cmd) .. " /dev/null </dev/null")
-      if not r.ok and r.stdout == "" then pending("no pseudo-terminal here: " .. h.explain(r)) return end
+      if not r.ok and r.stdout == "" then pending(h.env("no pseudo-terminal here: " .. h.explain(r))) return end
       assert.equal(0, r.code, h.explain(r))
       local _, clears = r.stdout:gsub("\27%[H\27%[2J", "")
       assert.equal(2, clears, r.stdout)
@@ -752,9 +756,9 @@ describe("sysvshm", function()
       assert.is_true(exists(id))
     end)
 
-    it("--mine-unattached removes this user's segments that nothing has attached", function()
+    it("--mine-unattached removes this user's segments that nothing has attached #env", function()
       local can, why = other_ok()
-      if not can then pending(why) return end
+      if not can then pending(h.env(why)) return end
       local root_id = h.new_id(64)
       local ids = {}
       for i = 1, 3 do
