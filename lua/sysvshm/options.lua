@@ -95,16 +95,6 @@ local function option_error(spec, fmt, ...)
   error({ message = ("option --%s: " .. fmt):format(spec.name, ...) }, 0)
 end
 
---- Make a parser.
--- @tparam table def `prog` (default: the basename of arg[0]), `description`,
---   `epilog` (texts for the usage), `args` (usage text for positional
---   arguments), `min_args`, `max_args`, `options_first`, and in its array
---   part one table per option: `name` (or the first element), `short` (one
---   letter), `type`, `default`, `default_text`, `metavar`, `help`, `min`,
---   `max`, and `check` (a function of the converted value returning true,
---   or nil and a message). Any other field, in `def` or in an option, is an
---   error (a misspelt `min_args` or `default` would otherwise be ignored).
--- @treturn Parser
 local DEF_KEYS = { prog = true, description = true, epilog = true, args = true, min_args = true,
                    max_args = true, options_first = true }
 local OPTION_KEYS = { name = true, short = true, type = true, default = true, default_text = true,
@@ -128,6 +118,16 @@ local function checkkeys(t, known, n, what)
   end
 end
 
+--- Make a parser.
+-- @tparam table def `prog` (default: the basename of arg[0]), `description`,
+--   `epilog` (texts for the usage), `args` (usage text for positional
+--   arguments), `min_args`, `max_args`, `options_first`, and in its array
+--   part one table per option: `name` (or the first element), `short` (one
+--   letter), `type`, `default`, `default_text`, `metavar`, `help`, `min`,
+--   `max`, and `check` (a function of the converted value returning true,
+--   or nil and a message). Any other field, in `def` or in an option, is an
+--   error (a misspelt `min_args` or `default` would otherwise be ignored).
+-- @treturn Parser
 function M.new(def)
   if type(def) ~= "table" then
     error(("bad argument #1 to 'new' (table expected, got %s)"):format(type(def)), 2)
