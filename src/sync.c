@@ -542,30 +542,23 @@ static int mutex_tostring(lua_State *L) {
   return 1;
 }
 
-/* shm.mutex's options: read raw (no metamethod runs), unknown keys raise. */
+/* shm.mutex's options: unknown keys raise (shmL_checkopts); read raw, so
+ * no metamethod runs. */
 static int mutex_opts(lua_State *L, int arg) {
-  int open = 0;
+  static const char *const names[] = {"open", NULL};
+  int t;
 
+  shmL_checkopts(L, arg, names);
   if (lua_isnoneornil(L, arg))
     return 0;
 
-  luaL_checktype(L, arg, LUA_TTABLE);
-  lua_pushnil(L);
-  while (lua_next(L, arg) != 0) {
-    if (lua_type(L, -2) != LUA_TSTRING || strcmp(lua_tostring(L, -2), "open") != 0) {
-      lua_pushvalue(L, -2);
-      luaL_argerror(L, arg,
-                    lua_pushfstring(L, "unknown option '%s'",
-                                    luaL_tolstring(L, -1, NULL)));
-    }
-
-    luaL_argcheck(L, lua_type(L, -1) == LUA_TBOOLEAN, arg,
-                  "option 'open' must be a boolean");
-    open = lua_toboolean(L, -1);
-    lua_pop(L, 1);
-  }
-
-  return open;
+  lua_pushliteral(L, "open");
+  t = lua_rawget(L, arg);
+  luaL_argcheck(L, t == LUA_TNIL || t == LUA_TBOOLEAN, arg,
+                "option 'open' must be a boolean");
+  t = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  return t;
 }
 
 /***

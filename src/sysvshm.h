@@ -103,6 +103,8 @@ SHM_NORETURN void shmL_rangefail(lua_State *L, int arg, const Segment *s,
 lua_Number shmL_checknumber(lua_State *L, int arg);
 lua_Integer shmL_optint(lua_State *L, int arg, lua_Integer def);
 int shmL_pusherror(lua_State *L, const char *what); /* nil, "what: strerror", errno */
+/* nil/none, or a table with only the keys in names (NULL-terminated) */
+void shmL_checkopts(lua_State *L, int arg, const char *const names[]);
 
 /* An integer argument, strictly: a number with an exact integer value.
  * Strings are refused (no "10" for 10), unlike luaL_checkinteger, so that a

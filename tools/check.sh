@@ -186,12 +186,16 @@ EOF
   t1=$(date +%s)
   cat "$out"
 
-  detail=$(grep -Eo '[0-9]+ successes? / [0-9]+ failures? / [0-9]+ errors? / [0-9]+ pending' "$out" | tail -n 1)
-  [ -n "$detail" ] || detail="no busted summary"
+  # tools/busted_summary.sh: passed, failed, environment skips (#env), and
+  # any other pending test, which fails the gate as a failed test does.
+  detail=$(sh "$ROOT/tools/busted_summary.sh" -q "$out")
+  verdict=$?
+  detail=${detail#tests: }
   bad=""
   [ "$st" -eq 124 ] && bad="$bad timed out after ${CHECK_TIMEOUT}s;"
   [ "$st" -ne 0 ] && [ "$st" -ne 124 ] && bad="$bad busted exit $st;"
-  case $detail in *" 0 failures / 0 errors"*) ;; *) bad="$bad tests failed;" ;; esac
+  [ "$verdict" -ne 0 ] && bad="$bad tests failed or pending;"
+  sh "$ROOT/tools/busted_summary.sh" "$out" | tail -n +2
 
   # UBSan reports go to stderr, never to a log file: with gcc its runtime
   # is a plugin of ASan's and ignores log_path.  With -fno-sanitize-recover
