@@ -314,14 +314,16 @@ enum { OP_SET, OP_SAFE_SET, OP_ADD, OP_SAFE_ADD, OP_REPLACE, OP_DELETE };
 /* Under the lock: the live entry for k (0 if none or expired). */
 static int find_live(Dict *d, const Key *k, uint32_t *link, uint32_t *off) {
   int corrupt = 0;
-  DictEntry *e;
+  DictEntry s, *e;
 
   *off = dict_find(d, k->s, k->len, k->hash, link, &corrupt);
   if (corrupt)
     return DR_CORRUPT;
 
-  e = *off ? dict_entry(d, *off) : NULL;
-  if (e != NULL && e->expire != 0 && e->expire <= dict_now())
+  e = *off ? dict_entry(d, *off, &s) : NULL;
+  if (*off != 0 && e == NULL)
+    return DR_CORRUPT; /* overwritten since it was found */
+  if (e != NULL && s.expire != 0 && s.expire <= dict_now())
     return DR_NOTFOUND; /* *off still names it: replaced or removed */
 
   return *off ? DR_OK : DR_NOTFOUND;
@@ -534,24 +536,26 @@ static int d_incr(lua_State *L) {
       r = dict_put(d, k.s, k.len, k.hash, &sum, 0, expire, 1, &forcible, NULL, 0);
     }
   } else {
-    DictEntry *e = dict_entry(d, off);
+    DictEntry s, *e = dict_entry(d, off, &s);
     DictValue cur;
 
-    if (e->vtype != DV_INT && e->vtype != DV_FLOAT) {
-      r = DR_NOTNUMBER;
+    if (e == NULL) {
+      r = DR_CORRUPT;
+    } else if ((s.vtype != DV_INT && s.vtype != DV_FLOAT) || s.vlen != 8) {
+      r = s.vtype == DV_INT || s.vtype == DV_FLOAT ? DR_CORRUPT : DR_NOTNUMBER;
     } else {
-      cur.type = e->vtype;
-      memcpy(e->vtype == DV_INT ? (void *)&cur.i : (void *)&cur.n,
-             (unsigned char *)(e + 1) + e->klen, 8);
+      unsigned char *p = (unsigned char *)(e + 1) + s.klen;
+
+      cur.type = s.vtype;
+      memcpy(s.vtype == DV_INT ? (void *)&cur.i : (void *)&cur.n, p, 8);
       add_values(&sum, &cur, &step);
-      if (sum.type == e->vtype) { /* in place: one 8-byte store */
-        memcpy((unsigned char *)(e + 1) + e->klen,
-               sum.type == DV_INT ? (void *)&sum.i : (void *)&sum.n, 8);
+      if (sum.type == s.vtype) { /* in place: one 8-byte store */
+        memcpy(p, sum.type == DV_INT ? (void *)&sum.i : (void *)&sum.n, 8);
         dict_bump(d, off);
         dict_touch(d, off);
         r = DR_OK;
       } else {
-        r = dict_put(d, k.s, k.len, k.hash, &sum, e->flags, e->expire, 1,
+        r = dict_put(d, k.s, k.len, k.hash, &sum, s.flags, s.expire, 1,
                      &forcible, NULL, 0);
       }
     }
@@ -671,20 +675,20 @@ static int push_common(lua_State *L, int left) {
   if (live == DR_CORRUPT) {
     r = DR_CORRUPT;
   } else {
-    DictEntry *e = live == DR_OK ? dict_entry(d, off) : NULL;
+    DictEntry s, *e = live == DR_OK ? dict_entry(d, off, &s) : NULL;
     const unsigned char *old = NULL;
     size_t oldlen = 0, last, es = elem_size(&v);
     int64_t expire = 0;
 
     r = DR_OK;
     if (e != NULL) {
-      if (e->vtype != DV_LIST) {
+      if (s.vtype != DV_LIST) {
         r = DR_NOTLIST;
       } else {
-        old = (const unsigned char *)(e + 1) + e->klen;
-        oldlen = e->vlen;
+        old = (const unsigned char *)(e + 1) + s.klen;
+        oldlen = s.vlen;
         n = list_check(old, oldlen, &last);
-        expire = e->expire;
+        expire = s.expire;
         if (n < 0 || n >= (long)UINT32_MAX)
           r = DR_CORRUPT;
       }
@@ -769,12 +773,14 @@ static int pop_common(lua_State *L, int left) {
   } else if (live != DR_OK) {
     r = DR_NOTFOUND;
   } else {
-    DictEntry *e = dict_entry(d, off);
-    const unsigned char *p = (const unsigned char *)(e + 1) + e->klen;
-    size_t len = e->vlen, last, at, es;
+    DictEntry s, *e = dict_entry(d, off, &s);
+    const unsigned char *p = e ? (const unsigned char *)(e + 1) + s.klen : NULL;
+    size_t len = e ? s.vlen : 0, last, at, es;
     long n;
 
-    if (e->vtype != DV_LIST) {
+    if (e == NULL) {
+      r = DR_CORRUPT;
+    } else if (s.vtype != DV_LIST) {
       r = DR_NOTLIST;
     } else if ((n = list_check(p, len, &last)) < 0) {
       r = DR_CORRUPT;
@@ -822,7 +828,7 @@ static int pop_common(lua_State *L, int left) {
         lv.type = DV_LIST;
         lv.s = (const char *)b;
         lv.len = restlen;
-        r = dict_put(d, k.s, k.len, k.hash, &lv, e->flags, e->expire, 1,
+        r = dict_put(d, k.s, k.len, k.hash, &lv, s.flags, s.expire, 1,
                      &forcible, NULL, 0);
       }
     }
@@ -970,8 +976,14 @@ static int d_expire(lua_State *L) {
   dict_write_begin(d);
   r = find_live(d, &k, &link, &off);
   if (r == DR_OK) {
-    dict_entry(d, off)->expire = expire;
-    dict_bump(d, off);
+    DictEntry s, *e = dict_entry(d, off, &s);
+
+    if (e == NULL) {
+      r = DR_CORRUPT;
+    } else {
+      e->expire = expire;
+      dict_bump(d, off);
+    }
   }
   finish(L, d, r);
 
@@ -1039,21 +1051,21 @@ static long collect(Dict *d, uint32_t *b, uint64_t want, size_t *used,
     uint32_t steps = (d->heap_end - d->heap_off) / 8u + 1u;
 
     for (; off != 0 && steps > 0; steps--) {
-      DictEntry *e = dict_entry(d, off);
+      DictEntry s, *e = dict_entry(d, off, &s);
 
       if (e == NULL)
         break;
-      if (!(e->expire != 0 && e->expire <= now)) {
+      if (!(s.expire != 0 && s.expire <= now)) {
         if (!whole && want != 0 && (uint64_t)n >= want)
           return n;
-        if (grow(d, *used + 4 + e->klen) != 0)
+        if (grow(d, *used + 4 + s.klen) != 0)
           return -1;
-        memcpy(d->buf + *used, &e->klen, 4);
-        memcpy(d->buf + *used + 4, e + 1, e->klen);
-        *used += 4 + e->klen;
+        memcpy(d->buf + *used, &s.klen, 4);
+        memcpy(d->buf + *used + 4, e + 1, s.klen);
+        *used += 4 + s.klen;
         n++;
       }
-      off = e->next;
+      off = s.next;
     }
   }
   return n;
@@ -1164,17 +1176,18 @@ static int d_keys(lua_State *L) {
 
 /* ---- compare and set ----------------------------------------------------- */
 
-static int same_value(const DictEntry *e, const DictValue *v) {
-  const unsigned char *p = (const unsigned char *)(e + 1) + e->klen;
+/* e's value against v; s: e's checked header. */
+static int same_value(const DictEntry *e, const DictEntry *s, const DictValue *v) {
+  const unsigned char *p = (const unsigned char *)(e + 1) + s->klen;
 
-  if (e->vtype != v->type)
+  if (s->vtype != v->type)
     return 0;
 
   switch (v->type) {
-  case DV_BOOL: return e->vlen >= 1 && (p[0] != 0) == (v->i != 0);
-  case DV_INT: return e->vlen == 8 && memcmp(p, &v->i, 8) == 0;
-  case DV_FLOAT: return e->vlen == 8 && memcmp(p, &v->n, 8) == 0;
-  default: return e->vlen == v->len && memcmp(p, v->s, v->len) == 0;
+  case DV_BOOL: return s->vlen >= 1 && (p[0] != 0) == (v->i != 0);
+  case DV_INT: return s->vlen == 8 && memcmp(p, &v->i, 8) == 0;
+  case DV_FLOAT: return s->vlen == 8 && memcmp(p, &v->n, 8) == 0;
+  default: return s->vlen == v->len && memcmp(p, v->s, v->len) == 0;
   }
 }
 
@@ -1218,8 +1231,8 @@ static int d_cas(lua_State *L) {
   if (live == DR_CORRUPT) {
     r = DR_CORRUPT;
   } else {
-    DictEntry *e = live == DR_OK ? dict_entry(d, off) : NULL;
-    int match = e == NULL ? old.type == 0 : old.type != 0 && same_value(e, &old);
+    DictEntry s, *e = live == DR_OK ? dict_entry(d, off, &s) : NULL;
+    int match = e == NULL ? old.type == 0 : old.type != 0 && same_value(e, &s, &old);
 
     if (!match) {
       r = DR_MISMATCH;

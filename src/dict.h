@@ -167,7 +167,7 @@ void dict_repair(Dict *d); /* rebuild from the chains, under the lock */
  * the offset of the u32 that points to it; expired entries are found too. */
 uint32_t dict_find(Dict *d, const char *k, size_t klen, uint32_t h,
                    uint32_t *link, int *corrupt);
-DictEntry *dict_entry(const Dict *d, uint32_t off);
+DictEntry *dict_entry(const Dict *d, uint32_t off, DictEntry *snap); /* checked copy in *snap */
 /* store key = value (a new entry replacing `old` at `link`, or added);
  * evict: 0 never, 1 as needed (sets *forcible).  DR_OK / DR_NOMEM. */
 int dict_put(Dict *d, const char *k, size_t klen, uint32_t h,

@@ -61,7 +61,7 @@ static uint32_t *u32at(const Dict *d, uint32_t off) {
 
 static size_t align8(size_t n) { return (n + 7u) & ~(size_t)7u; }
 
-static int expired(const DictEntry *e, int64_t now) {
+static int expired(const DictEntry *e, int64_t now) { /* e: a checked copy */
   int64_t x = e->expire;
 
   return x != 0 && x <= now;
@@ -147,25 +147,28 @@ const char *dict_validate_header(Dict *d, const DictHeader *h, size_t avail) {
 /* ---- entries ------------------------------------------------------------- */
 
 /* The entry at off, or NULL when what is there cannot be one: a misaligned
- * or out-of-heap offset, another tag, lengths that do not fit its size. */
-DictEntry *dict_entry(const Dict *d, uint32_t off) {
-  const DictEntry *e;
-
+ * or out-of-heap offset, another tag, lengths that do not fit its size.
+ * The header is read once, into *s, and checked there: another process may
+ * write over the region at any moment, so callers take every length and
+ * offset from *s, never again from the entry. */
+DictEntry *dict_entry(const Dict *d, uint32_t off, DictEntry *s) {
   if (off % 8u != 0 || off < d->heap_off || off > d->heap_end - ENTRY_HEAD)
     return NULL;
 
-  e = (const DictEntry *)(const void *)(dict_base(d) + off);
-  if (e->tag != ENTRY_TAG || e->size % 8u != 0 || e->size > d->heap_end - off ||
-      e->klen > DICT_MAX_KEY || e->vlen > e->size ||
-      (size_t)ENTRY_HEAD + e->klen + e->vlen > e->size)
+  memcpy(s, dict_base(d) + off, sizeof *s);
+  if (s->tag != ENTRY_TAG || s->size % 8u != 0 || s->size < ENTRY_HEAD ||
+      s->size > d->heap_end - off || s->klen > DICT_MAX_KEY || s->vlen > s->size ||
+      (size_t)ENTRY_HEAD + s->klen + s->vlen > s->size)
     return NULL;
 
   return (DictEntry *)(void *)(dict_base(d) + off);
 }
 
 static const char *ekey(const DictEntry *e) { return (const char *)(e + 1); }
-static const unsigned char *evalue(const DictEntry *e) {
-  return (const unsigned char *)(e + 1) + e->klen;
+
+/* The value of e, whose checked header is s. */
+static const unsigned char *evalue(const DictEntry *e, const DictEntry *s) {
+  return (const unsigned char *)(e + 1) + s->klen;
 }
 
 uint32_t dict_find(Dict *d, const char *k, size_t klen, uint32_t h,
@@ -174,20 +177,20 @@ uint32_t dict_find(Dict *d, const char *k, size_t klen, uint32_t h,
   uint32_t off = *u32at(d, l), n;
 
   for (n = max_entries(d); off != 0 && n > 0; n--) {
-    DictEntry *e = dict_entry(d, off);
+    DictEntry s, *e = dict_entry(d, off, &s);
 
     if (e == NULL) {
       *corrupt = 1;
       return 0;
     }
 
-    if (e->hash == h && e->klen == klen && memcmp(ekey(e), k, klen) == 0) {
+    if (s.hash == h && s.klen == klen && memcmp(ekey(e), k, klen) == 0) {
       *link = l;
       return off;
     }
 
     l = off + (uint32_t)offsetof(DictEntry, next);
-    off = e->next;
+    off = s.next;
   }
 
   if (off != 0)
@@ -204,12 +207,12 @@ static uint32_t find_link(Dict *d, uint32_t off, uint32_t h) {
 
   for (n = max_entries(d); n > 0; n--) {
     uint32_t cur = *u32at(d, l);
-    DictEntry *e;
+    DictEntry s;
 
     if (cur == off)
       return l;
 
-    if (cur == 0 || (e = dict_entry(d, cur)) == NULL)
+    if (cur == 0 || dict_entry(d, cur, &s) == NULL)
       return 0;
 
     l = cur + (uint32_t)offsetof(DictEntry, next);
@@ -236,28 +239,30 @@ void dict_write_end(Dict *d) {
  * alone (the check reports the list, recovery rebuilds it). */
 static void lru_unlink(Dict *d, DictEntry *e) {
   DictState *st = dict_state(d);
-  DictEntry *p = e->lru_prev ? dict_entry(d, e->lru_prev) : NULL;
-  DictEntry *n = e->lru_next ? dict_entry(d, e->lru_next) : NULL;
+  uint32_t prev = e->lru_prev, next = e->lru_next;
+  DictEntry s, *p = prev ? dict_entry(d, prev, &s) : NULL;
+  DictEntry *n = next ? dict_entry(d, next, &s) : NULL;
 
   if (p != NULL)
-    p->lru_next = e->lru_next;
+    p->lru_next = next;
   else
-    st->lru_head = e->lru_next;
+    st->lru_head = next;
 
   if (n != NULL)
-    n->lru_prev = e->lru_prev;
+    n->lru_prev = prev;
   else
-    st->lru_tail = e->lru_prev;
+    st->lru_tail = prev;
 
   e->lru_prev = e->lru_next = 0;
 }
 
 static void lru_push(Dict *d, uint32_t off, DictEntry *e) {
   DictState *st = dict_state(d);
-  DictEntry *h = st->lru_head ? dict_entry(d, st->lru_head) : NULL;
+  uint32_t head = st->lru_head;
+  DictEntry s, *h = head ? dict_entry(d, head, &s) : NULL;
 
   e->lru_prev = 0;
-  e->lru_next = h != NULL ? st->lru_head : 0;
+  e->lru_next = h != NULL ? head : 0;
   if (h != NULL)
     h->lru_prev = off;
   else
@@ -266,7 +271,7 @@ static void lru_push(Dict *d, uint32_t off, DictEntry *e) {
 }
 
 void dict_touch(Dict *d, uint32_t off) {
-  DictEntry *e = dict_entry(d, off);
+  DictEntry s, *e = dict_entry(d, off, &s);
 
   if (e == NULL || dict_state(d)->lru_head == off)
     return;
@@ -297,9 +302,9 @@ static void replay_reads(Dict *d) {
       n = DICT_STRIPE_SLOTS;
     for (j = 0; j < n; j++) {
       uint32_t off = __atomic_load_n(&s[1 + j], __ATOMIC_RELAXED);
-      DictEntry *e = dict_entry(d, off);
+      DictEntry snap;
 
-      if (e != NULL && find_link(d, off, e->hash) != 0)
+      if (dict_entry(d, off, &snap) != NULL && find_link(d, off, snap.hash) != 0)
         dict_touch(d, off);
     }
   }
@@ -318,11 +323,11 @@ static void wake_slot(Dict *d, uint32_t hash) {
 }
 
 void dict_bump(Dict *d, uint32_t off) {
-  DictEntry *e = dict_entry(d, off);
+  DictEntry s, *e = dict_entry(d, off, &s);
 
   if (e != NULL) {
     e->version = ++dict_state(d)->clock;
-    wake_slot(d, e->hash);
+    wake_slot(d, s.hash);
   }
 }
 
@@ -347,8 +352,8 @@ static void finish_move(Dict *d) {
   }
 
   {
-    DictEntry *e = dict_entry(d, to);
-    uint32_t l = e != NULL ? find_link(d, from, e->hash) : 0;
+    DictEntry s;
+    uint32_t l = dict_entry(d, to, &s) != NULL ? find_link(d, from, s.hash) : 0;
 
     if (l != 0)
       *u32at(d, l) = to;
@@ -398,21 +403,21 @@ static long dict_rebuild(Dict *d) {
 
     for (;;) {
       uint32_t off = *u32at(d, l);
-      DictEntry *e;
+      DictEntry s;
 
       if (off == 0)
         break;
 
-      e = dict_entry(d, off);
-      if (e == NULL || (e->hash & (d->nbuckets - 1u)) != b || n >= cap) {
+      if (dict_entry(d, off, &s) == NULL || (s.hash & (d->nbuckets - 1u)) != b ||
+          n >= cap) {
         *u32at(d, l) = 0;
         dropped++;
         break;
       }
 
       live[n].off = off;
-      live[n].size = e->size;
-      live[n].version = e->version;
+      live[n].size = s.size;
+      live[n].version = s.version;
       n++;
       l = off + (uint32_t)offsetof(DictEntry, next);
     }
@@ -423,8 +428,9 @@ static long dict_rebuild(Dict *d) {
   qsort(live, n, sizeof *live, by_off);
   for (i = 1; i < n; i++) {
     if (live[i].off < live[i - 1].off + live[i - 1].size) {
-      DictEntry *e = dict_entry(d, live[i].off);
-      uint32_t l = e != NULL ? find_link(d, live[i].off, e->hash) : 0;
+      DictEntry s;
+      uint32_t l = dict_entry(d, live[i].off, &s) != NULL
+                       ? find_link(d, live[i].off, s.hash) : 0;
 
       free(live);
       if (l == 0) {
@@ -460,12 +466,14 @@ static long dict_rebuild(Dict *d) {
   qsort(live, n, sizeof *live, by_version);
   st->lru_head = st->lru_tail = 0;
   for (i = 0; i < n; i++) {
-    DictEntry *e = dict_entry(d, live[i].off);
+    DictEntry s, *e = dict_entry(d, live[i].off, &s);
 
+    if (e == NULL) /* overwritten meanwhile: the next check or lock sees it */
+      continue;
     e->lru_prev = e->lru_next = 0;
     lru_push(d, live[i].off, e);
-    if (e->version > st->clock)
-      st->clock = e->version;
+    if (s.version > st->clock)
+      st->clock = s.version;
   }
   free(live);
 
@@ -482,10 +490,12 @@ static int state_sound(Dict *d) {
   DictState *st = dict_state(d);
   uint64_t seq = __atomic_load_n(&dict_header(d)->seq, __ATOMIC_SEQ_CST);
 
+  DictEntry s;
+
   return (seq & 1u) == 0 && st->j_op == 0 && st->top % 8u == 0 &&
          st->top >= d->heap_off && st->top <= d->heap_end &&
-         (st->lru_head == 0 || dict_entry(d, st->lru_head) != NULL) &&
-         (st->lru_tail == 0 || dict_entry(d, st->lru_tail) != NULL) &&
+         (st->lru_head == 0 || dict_entry(d, st->lru_head, &s) != NULL) &&
+         (st->lru_tail == 0 || dict_entry(d, st->lru_tail, &s) != NULL) &&
          st->dead <= (uint64_t)(st->top - d->heap_off) &&
          st->live <= (uint64_t)(st->top - d->heap_off);
 }
@@ -568,9 +578,10 @@ static void move_entry(Dict *d, uint32_t src, uint32_t dst, uint32_t len,
 
   *u32at(d, link) = dst; /* commit: the chain points at the copy */
   {
-    DictEntry *e = (DictEntry *)(void *)(b + dst);
-    DictEntry *p = e->lru_prev ? dict_entry(d, e->lru_prev) : NULL;
-    DictEntry *n = e->lru_next ? dict_entry(d, e->lru_next) : NULL;
+    DictEntry *e = (DictEntry *)(void *)(b + dst), s;
+    uint32_t prev = e->lru_prev, next = e->lru_next;
+    DictEntry *p = prev ? dict_entry(d, prev, &s) : NULL;
+    DictEntry *n = next ? dict_entry(d, next, &s) : NULL;
 
     if (p != NULL)
       p->lru_next = dst;
@@ -591,6 +602,9 @@ static int compact(Dict *d) {
   uint32_t src = d->heap_off, dst = d->heap_off, top = st->top;
   uint64_t live = 0;
 
+  if (top % 8u != 0 || top < d->heap_off || top > d->heap_end)
+    return -1;
+
   while (src < top) {
     DictEntry *e = (DictEntry *)(void *)(dict_base(d) + src);
     uint32_t size;
@@ -603,8 +617,9 @@ static int compact(Dict *d) {
       return -1;
 
     if (e->tag == ENTRY_TAG) {
-      DictEntry *ok = dict_entry(d, src);
-      uint32_t link = ok != NULL ? find_link(d, src, ok->hash) : 0;
+      DictEntry s;
+      uint32_t link = dict_entry(d, src, &s) != NULL && s.size == size
+                          ? find_link(d, src, s.hash) : 0;
 
       if (link != 0) { /* indexed: keep it */
         if (dst != src)
@@ -629,16 +644,16 @@ static int compact(Dict *d) {
 static int evict_one(Dict *d, int64_t now, int *valid) {
   DictState *st = dict_state(d);
   uint32_t off = st->lru_tail, link;
-  DictEntry *e = off ? dict_entry(d, off) : NULL;
+  DictEntry s, *e = off ? dict_entry(d, off, &s) : NULL;
 
   if (e == NULL)
     return 0;
 
-  link = find_link(d, off, e->hash);
+  link = find_link(d, off, s.hash);
   if (link == 0)
     return 0;
 
-  *valid = !expired(e, now);
+  *valid = !expired(&s, now);
   if (*valid)
     st->evictions++;
   else
@@ -657,9 +672,13 @@ static int make_room(Dict *d, size_t need, int evict, int *forcible) {
     return DR_NOMEM;
 
   for (n = max_entries(d); n > 0; n--) {
+    uint32_t top = st->top;
     int valid;
 
-    if ((size_t)(d->heap_end - st->top) >= need)
+    if (top % 8u != 0 || top < d->heap_off || top > d->heap_end)
+      return DR_CORRUPT;
+
+    if ((size_t)(d->heap_end - top) >= need)
       return DR_OK;
 
     if (dict_free_bytes(d) >= need)
@@ -677,21 +696,21 @@ static int make_room(Dict *d, size_t need, int evict, int *forcible) {
 
 void dict_remove(Dict *d, uint32_t link, uint32_t off) {
   DictState *st = dict_state(d);
-  DictEntry *e = dict_entry(d, off);
+  DictEntry s, *e = dict_entry(d, off, &s);
 
   if (e == NULL)
     return;
 
-  *u32at(d, link) = e->next; /* commit */
+  *u32at(d, link) = s.next; /* commit */
   lru_unlink(d, e);
-  wake_slot(d, e->hash);
+  wake_slot(d, s.hash);
   e->tag = DEAD_TAG;
   st->entries--;
-  st->live -= e->size;
-  if (off + e->size == st->top)
+  st->live -= s.size;
+  if (off + s.size == st->top)
     st->top = off; /* the last block: back to the tail at once */
   else
-    st->dead += e->size;
+    st->dead += s.size;
 }
 
 int dict_put(Dict *d, const char *k, size_t klen, uint32_t h,
@@ -712,7 +731,11 @@ int dict_put(Dict *d, const char *k, size_t klen, uint32_t h,
   if (r != DR_OK)
     return r;
 
-  off = st->top;
+  off = st->top; /* checked again: another process may write anywhere */
+  if (off % 8u != 0 || off < d->heap_off || off > d->heap_end ||
+      need > (size_t)(d->heap_end - off))
+    return DR_CORRUPT;
+
   e = (DictEntry *)(void *)(dict_base(d) + off);
   e->size = (uint32_t)need;
   e->tag = ENTRY_TAG;
@@ -744,18 +767,23 @@ int dict_put(Dict *d, const char *k, size_t klen, uint32_t h,
   if (corrupt)
     return DR_CORRUPT;
 
-  e->next = old != 0 ? dict_entry(d, old)->next : *u32at(d, link);
-  __atomic_store_n(u32at(d, link), off, __ATOMIC_RELEASE); /* commit */
-  st->entries++;
-  st->live += need;
-  if (old != 0) {
-    DictEntry *o = dict_entry(d, old);
+  {
+    DictEntry os, *o = old != 0 ? dict_entry(d, old, &os) : NULL;
 
-    lru_unlink(d, o);
-    o->tag = DEAD_TAG;
-    st->entries--;
-    st->live -= o->size;
-    st->dead += o->size;
+    if (old != 0 && o == NULL)
+      return DR_CORRUPT;
+
+    e->next = o != NULL ? os.next : *u32at(d, link);
+    __atomic_store_n(u32at(d, link), off, __ATOMIC_RELEASE); /* commit */
+    st->entries++;
+    st->live += need;
+    if (o != NULL) {
+      lru_unlink(d, o);
+      o->tag = DEAD_TAG;
+      st->entries--;
+      st->live -= os.size;
+      st->dead += os.size;
+    }
   }
   lru_push(d, off, e);
   wake_slot(d, h);
@@ -763,31 +791,31 @@ int dict_put(Dict *d, const char *k, size_t klen, uint32_t h,
 }
 
 int dict_copyout(Dict *d, uint32_t off, DictOut *o) {
-  DictEntry *e = dict_entry(d, off);
+  DictEntry s, *e = dict_entry(d, off, &s);
   size_t n;
 
   if (e == NULL)
     return -1;
 
-  o->type = e->vtype;
-  o->flags = e->flags;
-  o->expire = e->expire;
-  o->version = e->version;
+  o->type = s.vtype;
+  o->flags = s.flags;
+  o->expire = s.expire;
+  o->version = s.version;
   o->len = 0;
-  n = e->vlen;
-  switch (e->vtype) {
+  n = s.vlen;
+  switch (s.vtype) {
   case DV_BOOL:
-    o->i = n >= 1 ? evalue(e)[0] != 0 : 0;
+    o->i = n >= 1 ? evalue(e, &s)[0] != 0 : 0;
     break;
   case DV_INT:
     o->i = 0;
     if (n >= 8)
-      memcpy(&o->i, evalue(e), 8);
+      memcpy(&o->i, evalue(e, &s), 8);
     break;
   case DV_FLOAT:
     o->n = 0;
     if (n >= 8)
-      memcpy(&o->n, evalue(e), 8);
+      memcpy(&o->n, evalue(e, &s), 8);
     break;
   default:
     if (n > d->bufsize) {
@@ -799,7 +827,7 @@ int dict_copyout(Dict *d, uint32_t off, DictOut *o) {
       d->bufsize = n;
     }
     if (n > 0)
-      memcpy(d->buf, evalue(e), n);
+      memcpy(d->buf, evalue(e, &s), n);
     o->len = n;
   }
   return 0;
@@ -833,20 +861,20 @@ int dict_peek(Dict *d, const char *k, size_t klen, uint32_t h, DictOut *o,
     off = __atomic_load_n(u32at(d, d->buckets_off + 4u * (h & (d->nbuckets - 1u))),
                           __ATOMIC_ACQUIRE);
     for (n = max_entries(d); off != 0 && n > 0; n--) {
-      DictEntry *e = dict_entry(d, off);
+      DictEntry s, *e = dict_entry(d, off, &s);
 
       if (e == NULL) {
         bad = 1;
         break;
       }
 
-      if (e->hash == h && e->klen == klen && memcmp(ekey(e), k, klen) == 0) {
+      if (s.hash == h && s.klen == klen && memcmp(ekey(e), k, klen) == 0) {
         if (dict_copyout(d, off, o) != 0)
           bad = 1;
         found = 1;
         break;
       }
-      off = e->next;
+      off = s.next;
     }
     if (n == 0)
       bad = 1;
@@ -875,16 +903,16 @@ uint64_t dict_flush_expired(Dict *d, uint64_t max, int all) {
 
     for (steps = max_entries(d); steps > 0 && (max == 0 || n < max); steps--) {
       uint32_t off = *u32at(d, l);
-      DictEntry *e = off ? dict_entry(d, off) : NULL;
+      DictEntry s, *e = off ? dict_entry(d, off, &s) : NULL;
 
       if (e == NULL)
         break;
 
       if (all) {
         e->expire = 1; /* flush_all: expired from now on */
-        wake_slot(d, e->hash);
+        wake_slot(d, s.hash);
         l = off + (uint32_t)offsetof(DictEntry, next);
-      } else if (expired(e, now)) {
+      } else if (expired(&s, now)) {
         dict_state(d)->expirations++;
         dict_remove(d, l, off);
         n++;
@@ -904,47 +932,53 @@ uint64_t dict_flush_expired(Dict *d, uint64_t max, int all) {
 
 int dict_check(Dict *d, char *msg, size_t msgsize) {
   DictState *st = dict_state(d);
-  uint32_t b, pos, n = 0, blocks = 0, steps, lruc = 0, prev = 0, cur;
+  uint32_t b, pos, top, n = 0, blocks = 0, steps, lruc = 0, prev = 0, cur;
   uint64_t live = 0, dead = 0;
 
   if (st->j_op != 0)
     FAIL("a compaction was left half done (move of %u bytes)", st->j_len);
 
-  if (st->top % 8u || st->top < d->heap_off || st->top > d->heap_end)
-    FAIL("top %u out of the heap [%u, %u]", st->top, d->heap_off, d->heap_end);
+  top = st->top;
+  if (top % 8u || top < d->heap_off || top > d->heap_end)
+    FAIL("top %u out of the heap [%u, %u]", top, d->heap_off, d->heap_end);
 
   for (b = 0; b < d->nbuckets; b++) {
     uint32_t off = *u32at(d, d->buckets_off + 4u * b);
 
     for (steps = max_entries(d); off != 0; steps--) {
-      DictEntry *e = dict_entry(d, off);
+      DictEntry s, *e = dict_entry(d, off, &s);
 
       if (steps == 0)
         FAIL("bucket %u: the chain does not end", b);
-      if (e == NULL || off >= st->top)
+      if (e == NULL || off >= top)
         FAIL("bucket %u: no entry at %u", b, off);
-      if ((e->hash & (d->nbuckets - 1u)) != b || dict_hash(ekey(e), e->klen) != e->hash)
+      if ((s.hash & (d->nbuckets - 1u)) != b || dict_hash(ekey(e), s.klen) != s.hash)
         FAIL("entry at %u: hash does not match its key or bucket", off);
       n++;
-      off = e->next;
+      off = s.next;
     }
   }
 
-  for (pos = d->heap_off; pos < st->top; blocks++) {
-    DictEntry *e = (DictEntry *)(void *)(dict_base(d) + pos);
+  for (pos = d->heap_off; pos < top; blocks++) {
+    uint32_t hd[2];
+    DictEntry s;
 
-    if (st->top - pos < 8u || e->size < 8u || e->size % 8u || e->size > st->top - pos)
+    if (top - pos < 8u)
       FAIL("block at %u: bad size", pos);
-    if (e->tag == ENTRY_TAG) {
-      if (dict_entry(d, pos) == NULL || find_link(d, pos, e->hash) == 0)
+    memcpy(hd, dict_base(d) + pos, 8); /* size, tag: read once */
+    if (hd[0] < 8u || hd[0] % 8u || hd[0] > top - pos)
+      FAIL("block at %u: bad size", pos);
+    if (hd[1] == ENTRY_TAG) {
+      if (dict_entry(d, pos, &s) == NULL || s.size != hd[0] ||
+          find_link(d, pos, s.hash) == 0)
         FAIL("entry at %u: not indexed", pos);
-      live += e->size;
-    } else if (e->tag == DEAD_TAG) {
-      dead += e->size;
+      live += hd[0];
+    } else if (hd[1] == DEAD_TAG) {
+      dead += hd[0];
     } else {
       FAIL("block at %u: unknown tag", pos);
     }
-    pos += e->size;
+    pos += hd[0];
   }
   (void)blocks;
 
@@ -954,15 +988,15 @@ int dict_check(Dict *d, char *msg, size_t msgsize) {
          (unsigned long long)live, (unsigned long long)dead);
 
   for (cur = st->lru_head, steps = max_entries(d); cur != 0; steps--) {
-    DictEntry *e = dict_entry(d, cur);
+    DictEntry s;
 
-    if (steps == 0 || e == NULL)
+    if (steps == 0 || dict_entry(d, cur, &s) == NULL)
       FAIL("LRU list broken at %u", cur);
-    if (e->lru_prev != prev)
-      FAIL("LRU list: entry at %u points back to %u, not %u", cur, e->lru_prev, prev);
+    if (s.lru_prev != prev)
+      FAIL("LRU list: entry at %u points back to %u, not %u", cur, s.lru_prev, prev);
     lruc++;
     prev = cur;
-    cur = e->lru_next;
+    cur = s.lru_next;
   }
   if (prev != st->lru_tail)
     FAIL("LRU tail %u, the list ends at %u", st->lru_tail, prev);
