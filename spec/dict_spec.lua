@@ -520,7 +520,7 @@ describe("sysvshm.dict", function()
     end)
 
     it("SIGKILL at random moments of random calls leaves it sound; acknowledged sets stay", function()
-      local d, seg, id = new_dict(1 << 18)
+      local d, seg, id = new_dict(1 << 22) -- large enough that nothing is evicted
       local rounds = scaled(40, 8)
       local body = [[
         math.randomseed(A[3])
@@ -560,23 +560,23 @@ describe("sysvshm.dict", function()
         local bad = d:check()
         assert.is_nil(bad, ("round %d: %s"):format(r, tostring(bad)))
       end
-      -- acknowledged keys of unique names are never overwritten or deleted;
-      -- they may only have been evicted (the region is small)
-      local evictions = d:stats().evictions
+      -- acknowledged keys of unique names are never overwritten, deleted
+      -- or evicted: every one must be there with its value
+      assert.equals(0, d:stats().evictions)
       local missing = 0
       for key in pairs(acked) do
         local v = d:get(key)
         if v == nil then missing = missing + 1 else assert.equals(tonumber(key:match("_(%d+)$")), v) end
       end
-      assert.is_true(missing == 0 or evictions > 0, missing .. " acknowledged sets lost")
-      print(("dict kill loop: %d rounds, %d acknowledged sets, %d evicted since, repairs %d"):format(
+      assert.equals(0, missing, missing .. " acknowledged sets lost")
+      print(("dict kill loop: %d rounds, %d acknowledged sets, %d lost, repairs %d"):format(
         rounds, (function() local n = 0 for _ in pairs(acked) do n = n + 1 end return n end)(),
         missing, d:stats().repairs))
       local _ = seg
     end)
 
     it("scribblers over the region: users end without a signal, errors instead", function()
-      local d, seg, id = new_dict(65536 + 128)
+      local d, seg, id = new_dict(65536 + 128, 0, 65536)
       seg:fill(0xA5, 65536)
       local user = [[
         local calls, errors = 0, 0
