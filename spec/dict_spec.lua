@@ -289,7 +289,7 @@ describe("sysvshm.dict", function()
       local i = 0
       repeat
         i = i + 1
-        local ok, err, forcible = d:safe_set("k" .. i, v)
+        local ok = d:safe_set("k" .. i, v)
       until not ok
       assert.same({ false, "no memory", false }, { d:safe_set("k" .. i, v) })
       local n = i - 1
@@ -576,7 +576,7 @@ describe("sysvshm.dict", function()
     end)
 
     it("scribblers over the region: users end without a signal, errors instead", function()
-      local d, seg, id = new_dict(65536 + 128, 0, 65536)
+      local _, seg, id = new_dict(65536 + 128, 0, 65536)
       seg:fill(0xA5, 65536)
       local user = [[
         local calls, errors = 0, 0
@@ -615,7 +615,7 @@ describe("sysvshm.dict", function()
       ]]
       local seconds = 3
       local kids = {}
-      for i = 1, 2 do kids[#kids + 1] = spawn(user, id, 0, seconds) end
+      for _ = 1, 2 do kids[#kids + 1] = spawn(user, id, 0, seconds) end
       kids[#kids + 1] = h.spawn_limited(60, PRELUDE:gsub("local d = dict.open%(seg, A%[2%]%)", "")
         .. scribbler, id, 0, seconds, 5)
       for _, k in ipairs(kids) do
