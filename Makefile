@@ -66,7 +66,7 @@ fuzz-build: $(FUZZ_BINS)
 fuzz: $(FUZZ_BINS)
 	FUZZ_BIN=$(BUILD)/fuzz FUZZ_SECONDS=$(FUZZ_SECONDS) sh fuzz/run.sh $(FUZZ_TARGETS)
 
-$(BUILD)/fuzz/%: fuzz/driver.c fuzz/%.lua $(SRCS) $(HDRS) Makefile
+$(BUILD)/fuzz/%: fuzz/driver.c $(SRCS) $(HDRS) Makefile
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) $(WARN) -D_GNU_SOURCE -I$(LUA_INCDIR) -Isrc \
 	  -DFUZZ_TARGET='"$*"' -DFUZZ_ROOT='"$(CURDIR)"' -o $@ \

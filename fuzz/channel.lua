@@ -13,7 +13,8 @@
 -- nothing here knows the header's layout -- with bytes of the input.  Every
 -- call runs under pcall: an error is an answer.  The segment bytes in front
 -- of the region and after an explicitly sized region hold a canary
--- pattern that must survive.
+-- pattern that must survive, and a message received is never longer than
+-- maxsize.
 --
 -- Input: b0 region size, b1 flags, b2 program length, b3 overwrite base,
 -- the program (one byte an operation: low 4 bits the operation, high 4
@@ -60,6 +61,7 @@ function T.one(input)
   seg:fill(CANARY)
   local ch = channel.new(seg, off, size)
   local other = ch
+  local bad -- what went wrong without an error (pcall would swallow it)
 
   -- copy bytes of the payload over the region at rel, cut at its end
   local function overwrite(rel, bytes)
@@ -79,7 +81,12 @@ function T.one(input)
   local ops = {
     [0] = function(a) return ch:send(("m"):rep(a * 37), 0) end,
     function(a) return ch:send(("M"):rep(ch:maxsize() - a), 0) end,
-    function() return ch:recv(0) end,
+    function()
+      local m = ch:recv(0)
+      if type(m) == "string" and #m > ch:maxsize() then
+        bad = string.format("recv returned %d bytes, more than maxsize", #m)
+      end
+    end,
     function(a)
       counter = counter + 1
       return ch:sendpack("<I8 s2", counter, ("p"):rep(a * 11), 0)
@@ -109,6 +116,7 @@ function T.one(input)
     pcall(ops[op % 16], op >> 4)
   end
 
+  if bad then error("channel fuzz: " .. bad, 0) end
   check_canary(0, off, "before")
   check_canary(off + size, S, "after")
 end
