@@ -7,6 +7,8 @@
 #   sh bench/run.sh              (or: make bench)
 #   ROUNDS=3 sh bench/run.sh     fewer rounds (default 5)
 #   ONLY="W1 W6" sh bench/run.sh only these workloads
+#   PROGS="sysvshm c" sh bench/run.sh  only these implementations (sysvshm
+#                                  plain c py pl; default: all)
 #   SAVE=/tmp/b sh bench/run.sh  also keep the raw rows (/tmp/b.rows, /tmp/b.notes);
 #                                  lua5.4 bench/lua/report.lua /tmp/b.rows /tmp/b.notes 5
 #                                  prints the table again
@@ -27,6 +29,7 @@ PERL=${PERL:-perl}
 CC=${CC:-cc}
 ROUNDS=${ROUNDS:-5}
 ONLY=${ONLY:-W0 W1 W2 W3 W4 W5 W6 W7 W8 lock lock2p}
+PROGS=${PROGS:-sysvshm plain c py pl}
 LIMIT=${LIMIT:-60} # seconds for one program, then it is killed
 LUA_INCDIR=${LUA_INCDIR:-/usr/include/lua5.4} # the lock rows' C program
 LUA_LIBS=${LUA_LIBS:--llua5.4}                # links src/ with Lua
@@ -72,7 +75,13 @@ if ! "$LUA" -e 'require "sysvshm"' 2>/dev/null; then
 fi
 
 have_c=0
-if "$CC" -O2 -std=c11 -o "$tmp/limits" "$here/c/limits.c" 2>"$tmp/cc.err"; then
+case " $PROGS " in
+*" c "*) want_c=1 ;;
+*) want_c=0 ;;
+esac
+if [ $want_c = 0 ]; then
+  : # no C rows asked for
+elif "$CC" -O2 -std=c11 -o "$tmp/limits" "$here/c/limits.c" 2>"$tmp/cc.err"; then
   have_c=1
 else
   note "skipped: the C rows ($CC failed: $(head -n 1 "$tmp/cc.err"))"
@@ -81,6 +90,7 @@ fi
 # the lock rows in C: src/lock.c with the rest of src/ (its slow path is
 # the module's own), beside glibc's robust mutex
 have_locks=0
+# shellcheck disable=SC2086 # LUA_LIBS: flags, split on purpose
 if [ $have_c = 1 ] && "$CC" -O2 -std=c99 -D_GNU_SOURCE -I"$root/src" -I"$LUA_INCDIR" \
   -o "$tmp/locks" "$here/c/locks.c" "$root"/src/*.c $LUA_LIBS -lm 2>"$tmp/cc.err"; then
   have_locks=1
@@ -122,6 +132,12 @@ programs() {
   lock2p) set -- sysvshm lk:pthread2p lk:word2p ;;
   esac
   for p in "$@"; do
+    kind=${p%%:*}
+    [ "$kind" = lk ] && kind=c
+    case " $PROGS " in
+    *" $kind "*) ;;
+    *) continue ;;
+    esac
     case $p in
     c:*) [ $have_c = 1 ] && echo "$p" ;;
     lk:*) [ $have_locks = 1 ] && echo "$p" ;;
