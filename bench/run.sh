@@ -1,11 +1,14 @@
 #!/bin/sh
 # make bench: the workloads of BENCH.md (W0..W8) for sysvshm, plain Lua, C
-# and the peers (Python's sysv_ipc, Perl's IPC::SysV), in interleaved
-# rounds; then one table of medians with ratios, and the targets.
+# and the peers (Python's sysv_ipc, Perl's IPC::SysV), and the mutex's
+# lock + unlock (lock: uncontended; lock2p: two processes) against C, in
+# interleaved rounds; then one table of medians with ratios, and the targets.
 #
 #   sh bench/run.sh              (or: make bench)
 #   ROUNDS=3 sh bench/run.sh     fewer rounds (default 5)
 #   ONLY="W1 W6" sh bench/run.sh only these workloads
+#   PROGS="sysvshm c" sh bench/run.sh  only these implementations (sysvshm
+#                                  plain c py pl; default: all)
 #   SAVE=/tmp/b sh bench/run.sh  also keep the raw rows (/tmp/b.rows, /tmp/b.notes);
 #                                  lua5.4 bench/lua/report.lua /tmp/b.rows /tmp/b.notes 5
 #                                  prints the table again
@@ -25,8 +28,11 @@ PYTHON=${PYTHON:-/usr/bin/python3}
 PERL=${PERL:-perl}
 CC=${CC:-cc}
 ROUNDS=${ROUNDS:-5}
-ONLY=${ONLY:-W0 W1 W2 W3 W4 W5 W6 W7 W8}
+ONLY=${ONLY:-W0 W1 W2 W3 W4 W5 W6 W7 W8 lock lock2p}
+PROGS=${PROGS:-sysvshm plain c py pl}
 LIMIT=${LIMIT:-60} # seconds for one program, then it is killed
+LUA_INCDIR=${LUA_INCDIR:-/usr/include/lua5.4} # the lock rows' C program
+LUA_LIBS=${LUA_LIBS:--llua5.4}                # links src/ with Lua
 
 # the in-tree build, unless the caller (make bench) already said where
 export LUA_PATH_5_4="${LUA_PATH_5_4:-$root/lua/?.lua;$root/lua/?/init.lua;;}"
@@ -69,10 +75,27 @@ if ! "$LUA" -e 'require "sysvshm"' 2>/dev/null; then
 fi
 
 have_c=0
-if "$CC" -O2 -std=c11 -o "$tmp/limits" "$here/c/limits.c" 2>"$tmp/cc.err"; then
+case " $PROGS " in
+*" c "*) want_c=1 ;;
+*) want_c=0 ;;
+esac
+if [ $want_c = 0 ]; then
+  : # no C rows asked for
+elif "$CC" -O2 -std=c11 -o "$tmp/limits" "$here/c/limits.c" 2>"$tmp/cc.err"; then
   have_c=1
 else
   note "skipped: the C rows ($CC failed: $(head -n 1 "$tmp/cc.err"))"
+fi
+
+# the lock rows in C: src/lock.c with the rest of src/ (its slow path is
+# the module's own), beside glibc's robust mutex
+have_locks=0
+# shellcheck disable=SC2086 # LUA_LIBS: flags, split on purpose
+if [ $have_c = 1 ] && "$CC" -O2 -std=c99 -D_GNU_SOURCE -I"$root/src" -I"$LUA_INCDIR" \
+  -o "$tmp/locks" "$here/c/locks.c" "$root"/src/*.c $LUA_LIBS -lm 2>"$tmp/cc.err"; then
+  have_locks=1
+elif [ $have_c = 1 ]; then
+  note "skipped: the C lock rows ($CC failed: $(head -n 1 "$tmp/cc.err"))"
 fi
 
 have_py=0
@@ -105,10 +128,19 @@ programs() {
   W5) set -- sysvshm c py pl ;;
   W6) set -- sysvshm c:w6atomic c:w6sem c:w6pipe py pl ;;
   W7) set -- sysvshm ;;
+  lock) set -- sysvshm lk:lock ;;
+  lock2p) set -- sysvshm lk:pthread2p lk:word2p ;;
   esac
   for p in "$@"; do
+    kind=${p%%:*}
+    [ "$kind" = lk ] && kind=c
+    case " $PROGS " in
+    *" $kind "*) ;;
+    *) continue ;;
+    esac
     case $p in
     c:*) [ $have_c = 1 ] && echo "$p" ;;
+    lk:*) [ $have_locks = 1 ] && echo "$p" ;;
     c) [ $have_c = 1 ] && echo "c:$(echo "$wl" | tr W w)" ;;
     py) [ $have_py = 1 ] && echo py ;;
     pl) [ $have_pl = 1 ] && echo pl ;;
@@ -124,6 +156,7 @@ run() {
   case $prog in
   sysvshm | plain) set -- "$LUA" "$here/lua/bench.lua" "$prog" "$w" ;;
   c:*) set -- "$tmp/limits" "${prog#c:}" ;;
+  lk:*) set -- "$tmp/locks" "${prog#lk:}" ;;
   py) set -- "$PYTHON" "$here/py/bench.py" "$w" ;;
   pl) set -- "$PERL" "$here/pl/bench.pl" "$w" ;;
   esac
@@ -133,6 +166,7 @@ run() {
   wait "$child" || status=$?
   child=
   tag=${prog%%:*}
+  [ "$tag" = lk ] && tag=c
   sed "s/^/$r	$tag	/" "$tmp/out" >>"$results"
   if [ "$status" != 0 ]; then
     why="exit status $status"

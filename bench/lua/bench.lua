@@ -8,6 +8,7 @@
 --     lua5.4 bench.lua w6reader ID
 --     lua5.4 bench.lua w7consumer ID NPROD [pack]
 --     lua5.4 bench.lua w7producer ID P NPROD
+--     lua5.4 bench.lua lockturns ID OFF
 --
 -- Each row is printed as one tab-separated line:
 --     R  workload  label  kind  value  unit  ns-per-op
@@ -620,12 +621,107 @@ function W.plain_W8()
   rate("W8 atomic_add", "s:byte(off+1) (reference for atomic_add)", "plain", x == off % 256, N, t)
 end
 
+-- ---- lock: the mutex, uncontended and between two processes ------------------
+--
+-- Uncontended: N times m:lock(); m:unlock(), against the floor of two Lua C
+-- calls on the same kind of userdata (seg:atomic_add twice), in alternating
+-- chunks within one process, so that both loops see the same minute of the
+-- machine. The C rows (bench/c/locks.c) put glibc's robust mutex (the old
+-- implementation) and the lock word itself without Lua beside them.
+
+local LOCK_CHUNKS = 10
+local TURNS = 200000 -- contended: lock, counter + 1, unlock, per process
+
+function W.sysvshm_lock()
+  local seg = private(4096)
+  local m = shm.mutex(seg, 0)
+  local CNT = 64
+  assert(m:lock()) -- the first lock notes this thread's identity: untimed
+  assert(m:unlock())
+  local chunk = N // LOCK_CHUNKS
+  local tl, ta = 0, 0
+  for _ = 1, LOCK_CHUNKS do
+    local t = clock()
+    for _ = 1, chunk do
+      m:lock()
+      m:unlock()
+    end
+    tl = tl + clock() - t
+    t = clock()
+    for _ = 1, chunk do
+      seg:atomic_add(CNT, 1)
+      seg:atomic_add(CNT, 1)
+    end
+    ta = ta + clock() - t
+  end
+  local n = chunk * LOCK_CHUNKS
+  -- checks: every lock was released (a second handle takes it, and then
+  -- the first cannot), and every add happened
+  local other = shm.mutex(seg, 0, { open = true })
+  local free = not m:locked() and other:trylock() == true and m:trylock() == false
+    and other:unlock() == true and m:trylock() == true and m:unlock() == true
+  rate("lock", "m:lock(); m:unlock()", "sysvshm", free, n, tl)
+  rate("lock", "seg:atomic_add x 2 (floor: two Lua C calls)", "sysvshm",
+    seg:atomic_load(CNT) == 2 * n, n, ta)
+end
+
+-- One side of the contended row: TURNS times lock, counter + 1 through a
+-- plain load and store (so a lost mutual exclusion loses counts), unlock.
+local function turns(seg, m, cnt)
+  local bad = 0
+  for _ = 1, TURNS do
+    if not m:lock() then
+      bad = bad + 1
+    end
+    seg:atomic_store(cnt, seg:atomic_load(cnt) + 1)
+    m:unlock()
+  end
+  return bad
+end
+
+-- Both sides count themselves in at `at` and start when both are there
+-- (bounded: a side that never comes fails the run).
+local function startline(seg, at)
+  seg:atomic_add(at, 1)
+  local deadline = clock() + 10
+  while seg:atomic_load(at) < 2 do
+    if clock() > deadline then
+      error("the other process did not start")
+    end
+  end
+end
+
+function W.lockturns(id, off)
+  local seg = assert(shm.attach(math.tointeger(id)))
+  local m = shm.mutex(seg, math.tointeger(off), { open = true })
+  startline(seg, math.tointeger(off) + 64)
+  local bad = turns(seg, m, math.tointeger(off) + 128)
+  io.write(("%d bad, %d context switches\n"):format(bad, ctxsw()))
+  os.exit(bad == 0 and 0 or 1)
+end
+
+function W.sysvshm_lock2p()
+  local seg, id = private(4096)
+  local m = shm.mutex(seg, 0)
+  local sw = ctxsw()
+  local t = clock()
+  local other = spawn("lockturns", id, 0)
+  startline(seg, 64)
+  local bad = turns(seg, m, 128)
+  local report = other:read("a"):gsub("%s+$", "")
+  local ok = other:close()
+  t = clock() - t
+  rate("lock2p", "2 lua5.4, each lock, counter + 1, unlock", "sysvshm",
+    ok and bad == 0 and seg:atomic_load(128) == 2 * TURNS, 2 * TURNS, t)
+  out("N", ("lock2p sysvshm: parent %d context switches; child %s"):format(ctxsw() - sw, report))
+end
+
 -- ---- main ------------------------------------------------------------------------
 
 local what = arg[1]
 local f = W[what] or W[("%s_%s"):format(arg[1], arg[2])]
 if not f then
-  io.stderr:write("usage: lua5.4 bench.lua sysvshm|plain W0..W8\n")
+  io.stderr:write("usage: lua5.4 bench.lua sysvshm|plain W0..W8|lock|lock2p\n")
   os.exit(2)
 end
 if W[what] then
