@@ -799,7 +799,7 @@ function W.plain_W9()
   end
   collectgarbage()
   local m1 = collectgarbage("count")
-  bytes("W9 memory", "Lua table, keys and values included", "plain", (m1 - m0) * 1024 / NKEYS)
+  bytes("W9 memory", "table, keys and values included", "plain", (m1 - m0) * 1024 / NKEYS)
   mt = nil -- luacheck: ignore 311
 
   local keys, cnts, vals = w9data()
@@ -811,7 +811,7 @@ function W.plain_W9()
   end
   t = clock() - t
   local last = (W9N - 1) % NKEYS + 1
-  rate("W9 set", "t[k] = v (Lua table, one process)", "plain", tab[keys[last]] == vals[last], W9N, t)
+  rate("W9 set", "t[k] = v (a table in one process)", "plain", tab[keys[last]] == vals[last], W9N, t)
 
   local x
   t = clock()
@@ -819,7 +819,7 @@ function W.plain_W9()
     x = tab[keys[i % NKEYS + 1]]
   end
   t = clock() - t
-  rate("W9 get", "t[k] (Lua table, one process)", "plain", x == vals[last], W9N, t)
+  rate("W9 get", "t[k] (a table in one process)", "plain", x == vals[last], W9N, t)
 
   local s = table.concat(vals)
   t = clock()
@@ -840,7 +840,7 @@ function W.plain_W9()
   for j = 1, NKEYS do
     ok = ok and tab[cnts[j]] == W9N // NKEYS
   end
-  rate("W9 incr", "t[k] = (t[k] or 0) + 1 (Lua table)", "plain", ok, W9N, t)
+  rate("W9 incr", "t[k] = (t[k] or 0) + 1 (a table)", "plain", ok, W9N, t)
 
   t = clock()
   local found = w9loop({
@@ -848,7 +848,7 @@ function W.plain_W9()
     get = function(_, k) return tab[k] end,
   }, 0, keys, vals)
   t = clock() - t
-  rate("W9 95/5 1 proc", "get/set on a Lua table through methods", "plain",
+  rate("W9 95/5 1 proc", "get/set, 1 process, on a table through methods", "plain",
     found == W9N - W9N // 20, W9N, t)
 end
 

@@ -51,9 +51,9 @@ for j = 1, NKEYS do
   d:set(keys[j], vals[j])
 end
 local free1 = d:free_space()
-out("R", "W9 memory", "ngx.shared.DICT (capacity - free_space) / entries", "peer",
+out("R", "W9 memory", "(capacity - free_space) / entries", "peer",
   ("%.6g"):format((cap - free1) / NKEYS), "B/entry", "-")
-out("R", "W9 memory", "ngx.shared.DICT (free_space empty - after) / entries", "peer",
+out("R", "W9 memory", "(free_space empty - after) / entries", "peer",
   ("%.6g"):format((free0 - free1) / NKEYS), "B/entry", "-")
 
 local ok = true
@@ -63,7 +63,7 @@ for i = 0, N - 1 do
   d:set(keys[j], vals[j])
 end
 t = clock() - t
-rate("W9 set", "ngx.shared.DICT d:set(k, v)", d:get(keys[(N - 1) % NKEYS + 1]) == vals[(N - 1) % NKEYS + 1], N, t)
+rate("W9 set", "d:set(k, v)", d:get(keys[(N - 1) % NKEYS + 1]) == vals[(N - 1) % NKEYS + 1], N, t)
 
 local x
 t = clock()
@@ -71,7 +71,7 @@ for i = 0, N - 1 do
   x = d:get(keys[i % NKEYS + 1])
 end
 t = clock() - t
-rate("W9 get", "ngx.shared.DICT d:get(k)", x == vals[(N - 1) % NKEYS + 1], N, t)
+rate("W9 get", "d:get(k)", x == vals[(N - 1) % NKEYS + 1], N, t)
 
 t = clock()
 for i = 0, N - 1 do
@@ -81,7 +81,7 @@ t = clock() - t
 for j = 1, NKEYS do
   ok = ok and d:get(cnts[j]) == N / NKEYS
 end
-rate("W9 incr", "ngx.shared.DICT d:incr(k, 1, 0)", ok, N, t)
+rate("W9 incr", "d:incr(k, 1, 0)", ok, N, t)
 
 -- 95% get / 5% set, one process (nginx's worker)
 local gets = 0
@@ -95,4 +95,4 @@ for i = 0, N - 1 do
   end
 end
 t = clock() - t
-rate("W9 95/5 1 proc", "ngx.shared.DICT get/set, 1 process", gets == N - N / 20, N, t)
+rate("W9 95/5 1 proc", "get/set, 1 process", gets == N - N / 20, N, t)

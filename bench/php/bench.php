@@ -23,7 +23,7 @@ function rate($w, $label, $ok, $n, $t) {
 function clock() { return hrtime(true) / 1e9; } // CLOCK_MONOTONIC
 
 if (!function_exists("apcu_store") || !apcu_enabled()) {
-    fwrite(STDERR, "APCu is not enabled (php -d apc.enable_cli=1)\n");
+    fwrite(STDERR, "is not enabled (php -d apc.enable_cli=1)\n");
     exit(1);
 }
 apcu_clear_cache();
@@ -43,9 +43,9 @@ for ($j = 0; $j < $NKEYS; $j++) {
     apcu_store($keys[$j], $vals[$j]);
 }
 $free1 = apcu_sma_info(true)["avail_mem"];
-out("R", "W9 memory", "APCu (shm_size - avail_mem) / entries", "peer",
+out("R", "W9 memory", "(shm_size - avail_mem) / entries", "peer",
     sprintf("%.6g", ($cap - $free1) / $NKEYS), "B/entry", "-");
-out("R", "W9 memory", "APCu (avail_mem empty - after) / entries", "peer",
+out("R", "W9 memory", "(avail_mem empty - after) / entries", "peer",
     sprintf("%.6g", ($free0 - $free1) / $NKEYS), "B/entry", "-");
 
 $t = clock();
@@ -55,7 +55,7 @@ for ($i = 0; $i < $N; $i++) {
 }
 $t = clock() - $t;
 $last = ($N - 1) % $NKEYS;
-rate("W9 set", "APCu apcu_store(k, v)", apcu_fetch($keys[$last]) === $vals[$last], $N, $t);
+rate("W9 set", "apcu_store(k, v)", apcu_fetch($keys[$last]) === $vals[$last], $N, $t);
 
 $x = null;
 $t = clock();
@@ -63,7 +63,7 @@ for ($i = 0; $i < $N; $i++) {
     $x = apcu_fetch($keys[$i % $NKEYS]);
 }
 $t = clock() - $t;
-rate("W9 get", "APCu apcu_fetch(k)", $x === $vals[$last], $N, $t);
+rate("W9 get", "apcu_fetch(k)", $x === $vals[$last], $N, $t);
 
 // apcu_inc creates a missing key (as incr(k, 1, 0)); the counters are
 // stored as 0 first all the same, untimed, as older APCu did not
@@ -79,7 +79,7 @@ $ok = true;
 for ($j = 0; $j < $NKEYS; $j++) {
     $ok = $ok && apcu_fetch($cnts[$j]) === intdiv($N, $NKEYS);
 }
-rate("W9 incr", "APCu apcu_inc(k, 1)", $ok, $N, $t);
+rate("W9 incr", "apcu_inc(k, 1)", $ok, $N, $t);
 
 $gets = 0;
 $t = clock();
@@ -92,4 +92,4 @@ for ($i = 0; $i < $N; $i++) {
     }
 }
 $t = clock() - $t;
-rate("W9 95/5 1 proc", "APCu get/set, 1 process", $gets == $N - intdiv($N, 20), $N, $t);
+rate("W9 95/5 1 proc", "get/set, 1 process", $gets == $N - intdiv($N, 20), $N, $t);

@@ -21,7 +21,7 @@ for c in 1 50; do
   awk -F'"' -v c="$c" '
     $2 == "SET" || $2 == "GET" || $2 == "INCR" {
       w = $2 == "SET" ? "W9 set" : $2 == "GET" ? "W9 get" : "W9 incr"
-      printf "R\t%s\tRedis %s, %d client%s (redis-benchmark, unix socket)\tpeer\t%.6g\tM op/s\t%.6g\n",
+      printf "R\t%s\t%s, %d client%s (redis-benchmark, unix socket)\tpeer\t%.6g\tM op/s\t%.6g\n",
         w, $2, c, c == 1 ? "" : "s", $4 / 1e6, 1e9 / $4
       seen++
     }
