@@ -799,7 +799,11 @@ function W.plain_W9()
   end
   collectgarbage()
   local m1 = collectgarbage("count")
-  bytes("W9 memory", "table, keys and values included", "plain", (m1 - m0) * 1024 / NKEYS)
+  if mt[("key:%012d"):format(NKEYS)] == ("v%015d"):format(NKEYS) .. ("x"):rep(48) then
+    bytes("W9 memory", "table, keys and values included", "plain", (m1 - m0) * 1024 / NKEYS)
+  else
+    fail("W9 memory", "table, keys and values included", "plain", "check failed")
+  end
   mt = nil -- luacheck: ignore 311
 
   local keys, cnts, vals = w9data()
