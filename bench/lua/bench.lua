@@ -721,6 +721,8 @@ function W.sysvshm_lock2p()
   rate("lock2p", "2 lua5.4, each lock, counter + 1, unlock", "sysvshm",
     ok and bad == 0 and seg:atomic_load(128) == 2 * TURNS, 2 * TURNS, t)
   out("N", ("lock2p sysvshm: parent %d context switches; child %s"):format(ctxsw() - sw, report))
+end
+
 -- ---- W9: the shared dictionary ------------------------------------------------
 --
 -- 1000 keys of 16 bytes ("key:%012d"), 64-byte values, W9N operations of
@@ -955,8 +957,7 @@ end
 local what = arg[1]
 local f = W[what] or W[("%s_%s"):format(arg[1], arg[2])]
 if not f then
-  io.stderr:write("usage: lua5.4 bench.lua sysvshm|plain W0..W8|lock|lock2p\n")
-  io.stderr:write("usage: lua5.4 bench.lua sysvshm|plain W0..W9\n")
+  io.stderr:write("usage: lua5.4 bench.lua sysvshm|plain W0..W9|lock|lock2p\n")
   os.exit(2)
 end
 if W[what] then
