@@ -37,7 +37,12 @@ local stop = shm.clock() + seconds
 local USER = [[
 local ms = {}
 for i = 1, NMUTEX do ms[i] = shm.mutex(seg, MUTEXES + 8 * (i - 1), { open = true }) end
-local ch = channel.open(seg, CHAN)
+-- the scribblers may have started first: open when the header is whole
+local ch
+repeat
+  local ok, c = pcall(channel.open, seg, CHAN)
+  if ok then ch = c else shm.sleep(0.001) end
+until ch or shm.clock() > stop
 local calls, errors, died, longest = 0, 0, 0, 0
 local ops = {
   function()

@@ -37,14 +37,15 @@ print("returned")
 ]]
 
 describe("Ctrl-C", function()
-  local seg, id
+  local seg, id, held
 
   before_each(function()
     seg, id = h.new_segment(4096)
     seg:fill(0)
     local shm, channel = h.shm, require "sysvshm.channel"
-    local m = shm.mutex(seg, 8)
-    assert.is_true(m:lock()) -- held by the test: children block on it
+    -- held by the test (kept referenced: a collected handle unlocks)
+    held = shm.mutex(seg, 8)
+    assert.is_true(held:lock())
     channel.new(seg, 64, 1024) -- empty: recv blocks
     local full = channel.new(seg, 2048, 1024)
     assert.is_true(full:send(("y"):rep(500), 0))
@@ -60,8 +61,9 @@ describe("Ctrl-C", function()
         child:expect("^ready$")
         h.shm.sleep(0.2) -- let it block
         local t0 = h.shm.clock()
-        assert.is_true(os.execute("kill -INT " .. child.pid))
+        local sent = os.execute("kill -INT " .. child.pid .. " 2>/dev/null")
         child:join()
+        assert.is_true(sent, "the child ended before the signal:\n" .. child:output())
         local took = h.shm.clock() - t0
         local out = child:output()
         assert.is_false(child.ok, out)

@@ -98,6 +98,7 @@ typedef char ch_header_size_check[sizeof(ChHeader) == CH_HEADER ? 1 : -1];
 typedef struct Channel {
   const void *tag; /* &ch_tag: marks a real channel handle */
   Segment *seg;
+  lua_State *main; /* the main thread, for sync_waitinit */
   size_t off;      /* region start in the segment */
   size_t region;   /* region size, header included */
   size_t maxmsg;   /* largest message accepted */
@@ -350,7 +351,7 @@ CH_INLINE int ch_put(lua_State *L, Channel *c, const ChMsg *m,
   int why;
 
   need = 8u + round8(len);
-  sync_waitstart(L, &wt);
+  sync_waitinit(&wt, L, c->main);
   why = ch_lock(&wt, &h->send_lock, deadline);
   if (why != CH_OK)
     return why;
@@ -579,7 +580,7 @@ CH_INLINE int ch_take(lua_State *L, Channel *c,
   int why;
 
   *plen = 0;
-  sync_waitstart(L, &wt);
+  sync_waitinit(&wt, L, c->main);
   why = ch_lock(&wt, &h->recv_lock, deadline);
   if (why != CH_OK)
     return why;
@@ -902,6 +903,7 @@ static Channel *ch_push(lua_State *L, Segment *s, size_t off, size_t region) {
   Channel *c = (Channel *)lua_newuserdatauv(L, sizeof *c, 1);
 
   c->tag = &ch_tag;
+  c->main = sync_mainthread(L);
   c->spin = spin_start();
   c->have_head = c->have_tail = 0; /* read the other side's index first */
   c->head_seen = c->tail_seen = 0;

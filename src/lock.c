@@ -54,9 +54,12 @@
 /* ---- the identity of this thread ----------------------------------------- */
 
 /* Computed once per thread, and again in the child after fork (the child is
- * a new process with the forking thread's copy of this variable). */
-static __thread uint64_t self_word; /* the lock word this thread stores */
-static __thread uint32_t self_ns;   /* its namespace part, 0 if unknown */
+ * a new process with the forking thread's copy of this variable).  The
+ * initial-exec model makes each access one instruction instead of a call to
+ * __tls_get_addr (12 bytes: well within the static TLS glibc keeps for
+ * modules loaded with dlopen). */
+static __thread __attribute__((tls_model("initial-exec"))) uint64_t self_word; /* the lock word this thread stores */
+static __thread __attribute__((tls_model("initial-exec"))) uint32_t self_ns;   /* its namespace part, 0 if unknown */
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 
 static void forget_self(void) { self_word = 0; }

@@ -199,16 +199,17 @@ int sync_futexwake(uint32_t *word, int n) {
  * it starts; a hook that changed since means a signal to raise.  A wait in
  * a coroutine copies the main thread's new hook onto its own thread, so
  * that it fires as soon as the waiting call returns. */
-void sync_waitstart(lua_State *L, ShmWaiter *wt) {
+lua_State *sync_mainthread(lua_State *L) {
   lua_State *M;
 
   lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD); /* no allocation */
   M = lua_tothread(L, -1);
   lua_pop(L, 1);
-  wt->L = L;
-  wt->M = M != NULL ? M : L;
-  wt->hook = lua_gethook(L);
-  wt->mhook = lua_gethook(wt->M);
+  return M != NULL ? M : L;
+}
+
+void sync_waitstart(lua_State *L, ShmWaiter *wt) {
+  sync_waitinit(wt, L, sync_mainthread(L));
 }
 
 int sync_interrupted(const ShmWaiter *wt) {
@@ -336,15 +337,25 @@ static int seg_wake(lua_State *L) {
  * segment userdata is kept in the handle's user value, so the attachment
  * outlives the handle. */
 typedef struct Mutex {
+  const void *tag;  /* &mutex_tag: marks a real mutex handle */
   Segment *seg;
+  lua_State *main;  /* the main thread, for sync_waitinit */
   size_t off;
   int held; /* locked by this handle: unlocked by __gc */
 } Mutex;
 
 #define MUTEX_MT_UPVALUE lua_upvalueindex(2)
 
+/* As for segments (seg_test): a tag instead of a metatable lookup. */
+static const char mutex_tag = 0;
+
 static Mutex *mutex_check(lua_State *L) {
-  return (Mutex *)luaL_checkudata(L, 1, MUTEX_TNAME);
+  Mutex *m = (Mutex *)lua_touserdata(L, 1);
+
+  if (SHM_UNLIKELY(m == NULL || lua_rawlen(L, 1) != sizeof *m || m->tag != &mutex_tag))
+    luaL_typeerror(L, 1, MUTEX_TNAME);
+
+  return m;
 }
 
 /* The lock word, once every argument has been checked: nothing that can
@@ -418,7 +429,7 @@ static int mutex_lock(lua_State *L) {
   if (timed)
     sync_deadline(&deadline, seconds);
 
-  sync_waitstart(L, &wt);
+  sync_waitinit(&wt, L, m->main);
   return lock_result(L, m, shm_lock(&wt, w, timed ? &deadline : NULL));
 }
 
@@ -488,7 +499,7 @@ static int mutex_with(lua_State *L) {
   if (m->held)
     luaL_error(L, "mutex already locked by this handle");
 
-  sync_waitstart(L, &wt);
+  sync_waitinit(&wt, L, m->main);
   r = shm_lock(&wt, mutex_word(L, m), NULL);
   if (r == SHM_LOCK_DEADLK)
     luaL_error(L, "mutex lock: %s", strerror(EDEADLK));
@@ -516,14 +527,14 @@ static int mutex_with(lua_State *L) {
  * @treturn boolean
  */
 static int mutex_locked(lua_State *L) {
-  Mutex *m = (Mutex *)luaL_checkudata(L, 1, MUTEX_TNAME);
+  Mutex *m = mutex_check(L);
 
   lua_pushboolean(L, m->held);
   return 1;
 }
 
 static int mutex_gc(lua_State *L) {
-  Mutex *m = (Mutex *)luaL_checkudata(L, 1, MUTEX_TNAME);
+  Mutex *m = mutex_check(L);
 
   if (m->held) {
     mutex_held(m, 0);
@@ -535,7 +546,7 @@ static int mutex_gc(lua_State *L) {
 }
 
 static int mutex_tostring(lua_State *L) {
-  Mutex *m = (Mutex *)luaL_checkudata(L, 1, MUTEX_TNAME);
+  Mutex *m = mutex_check(L);
 
   lua_pushfstring(L, "%s (segment %d, offset %I%s)", MUTEX_TNAME, m->seg->id,
                   (lua_Integer)m->off, m->held ? ", locked" : "");
@@ -580,6 +591,8 @@ static int shm_mutex(lua_State *L) {
   Mutex *m;
 
   m = (Mutex *)lua_newuserdatauv(L, sizeof *m, 1);
+  m->tag = &mutex_tag;
+  m->main = sync_mainthread(L);
   m->seg = s;
   m->off = off;
   m->held = 0;

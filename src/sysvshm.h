@@ -219,6 +219,15 @@ typedef struct ShmWaiter {
   lua_Hook hook, mhook;
 } ShmWaiter;
 void sync_waitstart(lua_State *L, ShmWaiter *wt); /* makes no Lua call */
+lua_State *sync_mainthread(lua_State *L);        /* handles cache it */
+
+/* As sync_waitstart, with the main thread already known (M). */
+static inline void sync_waitinit(ShmWaiter *wt, lua_State *L, lua_State *M) {
+  wt->L = L;
+  wt->M = M;
+  wt->hook = lua_gethook(L);
+  wt->mhook = lua_gethook(M);
+}
 int sync_interrupted(const ShmWaiter *wt);
 int sync_futexwait(const ShmWaiter *wt, uint32_t *word, uint32_t expected,
                    const struct timespec *deadline); /* 1 woken, 0 timeout,
