@@ -596,6 +596,7 @@ int luaopen_sysvshm_core(lua_State *L) {
   seg_createmeta(L);
   sync_open(L);
   channel_open(L);
+  dict_open_module(L);
   luaL_setfuncs(L, shm_funcs, 1); /* every function gets the metatable */
   setconstants(L);
   lua_pushliteral(L, "sysvshm " SYSVSHM_VERSION);

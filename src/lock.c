@@ -209,6 +209,15 @@ void shm_lockinit(uint64_t *w) {
   syscall(SYS_futex, futex_half(w), FUTEX_WAKE, INT32_MAX, NULL, NULL, 0);
 }
 
+int shm_lockfast(uint64_t *w) {
+  uint64_t v = 0;
+
+  return __atomic_compare_exchange_n(w, &v, lock_self(), 0, __ATOMIC_ACQUIRE,
+                                     __ATOMIC_RELAXED)
+             ? SHM_LOCK_OK
+             : SHM_LOCK_BUSY;
+}
+
 int shm_trylock(uint64_t *w) {
   uint64_t me = lock_self(), v = 0;
 

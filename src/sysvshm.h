@@ -250,10 +250,14 @@ enum {
 void shm_lockinit(uint64_t *w); /* free; wakes whoever sleeps on it */
 int shm_lock(const ShmWaiter *wt, uint64_t *w, const struct timespec *deadline);
 int shm_trylock(uint64_t *w);
+int shm_lockfast(uint64_t *w); /* take a free lock, or BUSY; judges nobody */
 int shm_unlock(uint64_t *w);
 int shm_lockheld(const uint64_t *w); /* held by this thread */
 
 /* channel.c: with the module table at -2 and the segment metatable at -1 */
 void channel_open(lua_State *L);
+
+/* dict.c: with the module table at -2 and the segment metatable at -1 */
+void dict_open_module(lua_State *L);
 
 #endif
