@@ -67,8 +67,11 @@ CHECK_KEEP_GOING=${CHECK_KEEP_GOING:-1}
 # cli_spec's "stat shows every field" and "ls shows a segment as ipcs -m
 # does" expect a dtime of 0 and the lpid of the test, but under valgrind
 # popen forks for real, so the child inherits the attachments and detaches
-# them at exec.
-CHECK_VALGRIND_SKIP=${CHECK_VALGRIND_SKIP-reader.stops.quietly.on.SIGINT shows.every.field,.the.numbers.readable.too shows.a.segment.as.ipcs}
+# them at exec; cli_spec's "new removes the segment it created when it
+# cannot print the id" closes stdout, which valgrind then takes for its
+# log; interrupt_spec's Ctrl-C tests and channel_spec's wake-up promptness
+# test measure time (seconds under valgrind), not memory.
+CHECK_VALGRIND_SKIP=${CHECK_VALGRIND_SKIP-reader.stops.quietly.on.SIGINT shows.every.field,.the.numbers.readable.too shows.a.segment.as.ipcs removes.the.segment.it.created.when.it.cannot.print Ctrl.C.interrupts wakes.a.sender.sleeping.on.a.full.channel}
 SUITE_ARGS=""
 CC=${CC:-cc}
 MAKE=${MAKE:-make}
