@@ -171,11 +171,23 @@ static int dict_raise(lua_State *L, int r) {
 
 /* Lock for a call: DR_OK or raises / answers for timeout and interrupts
  * (the calls without a timeout wait for ever). */
-static void lock_or_raise(lua_State *L, Dict *d) {
-  int r = dict_lock(L, d, NULL);
+/* Writers hold the lock for microseconds (a compaction of a big region for
+ * milliseconds): a lock held this long is held by a process that stopped
+ * or by bytes a peer wrote over the lock word, and a call must not hang on
+ * it for ever. */
+#define DICT_LOCK_SECONDS 10.0
 
+static void lock_or_raise(lua_State *L, Dict *d) {
+  struct timespec deadline;
+  int r;
+
+  sync_deadline(&deadline, DICT_LOCK_SECONDS);
+  r = dict_lock(L, d, &deadline);
   if (r == DR_INTERRUPTED)
     luaL_error(L, "interrupted!");
+  else if (r == DR_TIMEOUT)
+    luaL_error(L, "dict lock: held for over %d s (by a process that stopped, "
+                  "or the lock word was overwritten)", (int)DICT_LOCK_SECONDS);
   else if (r != DR_OK)
     dict_raise(L, r);
 }
