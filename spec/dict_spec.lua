@@ -444,6 +444,20 @@ describe("sysvshm.dict", function()
       assert.is_nil(d:check())
     end)
 
+    it("a lock word overwritten with garbage it cannot judge: calls raise after a bound", function()
+      local d, seg = new_dict()
+      d:set("k", "v")
+      -- thread 1 of another pid namespace (identity bits all ones): never
+      -- taken over, so writers wait for the bound, then raise
+      seg:atomic_store(64, -1 & ~0x3fffff | 1)
+      local t0 = shm.clock()
+      assert.matches("dict lock: held for over 10 s", h.errmsg(d.set, d, "k", 1), 1, true)
+      assert.is_true(shm.clock() - t0 < 15)
+      assert.equals("v", d:get("k")) -- reads take no lock
+      seg:atomic_store(64, 0)
+      assert.is_true(d:set("k", 2))
+    end)
+
     it("a detached segment raises, also when a finalizer detaches it during the call", function()
       local d, seg = new_dict()
       d:set("k", "v")
