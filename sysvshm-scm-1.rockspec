@@ -42,6 +42,7 @@ build = {
     ["sysvshm.demo.reader"] = "lua/demo/reader.lua",
     ["sysvshm.demo.counter"] = "lua/demo/counter.lua",
     ["sysvshm.demo.pipeline"] = "lua/demo/pipeline.lua",
+    ["sysvshm.demo.ratelimit"] = "lua/demo/ratelimit.lua",
     ["sysvshm.demo.record_layout"] = "lua/demo/record_layout.lua",
   },
   install = {

@@ -15,7 +15,8 @@
 #   luacheck  lua/, spec/, bench/ (.luacheckrc)
 #   cppcheck  src/ (warning, style, performance, portability)
 #   fuzz      the libFuzzer targets of fuzz/ (make fuzz: the pack format,
-#             channel regions overwritten with fuzzed bytes), each for
+#             channel and dictionary regions overwritten with fuzzed
+#             bytes), each for
 #             CHECK_FUZZ_SECONDS; findings are saved in a scratch
 #             directory outside the tree (fuzz/run.sh)
 #   (lint = luacheck + cppcheck)
