@@ -980,7 +980,9 @@ static int ch_send_many(lua_State *L) {
   timed = sync_opttimeout(L, 3, &seconds);
   lua_settop(L, 3);
   n = (lua_Integer)lua_rawlen(L, 2);
-  for (i = 1; i <= n; i++) { /* everything checked before anything is sent */
+  /* Everything is checked before anything is sent: by the staging below
+   * when the list is one batch, else by a pass of its own first. */
+  for (i = 1; n > CH_BATCH && i <= n; i++) {
     size_t len;
 
     lua_rawgeti(L, 2, i);
