@@ -343,7 +343,7 @@ local function child(chunkname, mode, progress_path)
       Mk("300 messages", function() local t = {} for i = 1, 300 do t[i] = "m" end return t end),
       Mk("300 messages, #299 bad", function()
         local t = {} for i = 1, 300 do t[i] = "m" end t[299] = true return t end) },
-    max = { V("1", 1), V("2", 2), V("2^62", 1 << 62), V("0", 0), V("-1", -1), V("2.0", 2.0) },
+    max = { V("1", 1), V("2", 2), V("2^62", 1 << 62), V("2.0", 2.0) },
     into = { tbl('{"old","old","old"}', { "old", "old", "old" }), tbl("{x=1}", { x = 1 }) },
     choff = { V("64", 64), V("1024", 1024), V("size-1024", SIZE - 1024), V("3", 3), V("128", 128) },
     chsize = { V("1024", 1024), V("2048", 2048), V("1023", 1023), V("320", 320) },
@@ -694,7 +694,11 @@ local function child(chunkname, mode, progress_path)
   T.send_many = { call = chmt.__index.send_many,
     pos = { P("chan", "chan"), P("msglist", "table"), P("timeout", "num", true) },
     base = { { "chA", '{"hello"}', "0" }, { "chM", '{"a","b","c"}', "0" } }, range = chrange,
-    block = function(a) return SEQ and long(a, 3) end,
+    -- 300 messages do not fit in the fixture's ring: without a timeout,
+    -- that call would wait for ever even on the fresh fixture
+    block = function(a)
+      return long(a, 3) and (SEQ or a.n >= 2 and type(a[2]) == "table" and #a[2] > 50)
+    end,
     check = function(a, r)
       local n = a.n >= 2 and type(a[2]) == "table" and #a[2] or -1
       if math.type(r[2]) ~= "integer" or r[2] < 0 or r[2] > n

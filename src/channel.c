@@ -994,6 +994,7 @@ static int ch_send_many(lua_State *L) {
   if (timed)
     sync_deadline(&deadline, seconds);
 
+  ch_attached(L, c); /* also for an empty list */
   luaL_checkstack(L, CH_BATCH, "too many messages");
   while (done < n && why == CH_OK) {
     int k, m = n - done < CH_BATCH ? (int)(n - done) : CH_BATCH, sent;
