@@ -1098,15 +1098,15 @@ describe("sysvshm.channel", function()
       assert.equal(0, ch:pending())
     end
 
-    it("carry a million messages from 2 batch producers to 2 batch consumers, each once", function()
+    it("carry a million messages from 2 batch producers to 2 batch consumers, each once #stress", function()
       batches_across(2, 2, scaled(1000000, 2000))
     end)
 
-    it("carry a million messages from 4 batch producers to 4 batch consumers, each once", function()
+    it("carry a million messages from 4 batch producers to 4 batch consumers, each once #stress", function()
       batches_across(4, 4, scaled(1000000, 4000))
     end)
 
-    it("a batch producer killed at random moments delivers a prefix of its messages", function()
+    it("a batch producer killed at random moments delivers a prefix of its messages #stress", function()
       local MAXB = 600
       local seg, id = new_segment(64 * 1024)
       math.randomseed(5150)
@@ -1136,7 +1136,7 @@ describe("sysvshm.channel", function()
       end
     end)
 
-    it("a batch consumer killed at random moments loses at most the batch it took", function()
+    it("a batch consumer killed at random moments loses at most the batch it took #stress", function()
       local MAXB, NMAX, BATCH = 300, 300000, 16
       local REGION = 16 * 1024
       local RES = REGION
@@ -1334,7 +1334,7 @@ describe("sysvshm.channel", function()
     -- issue 10, item 4: a close() landing between a sender's look at
     -- `closed` and its publish lost that message although send returned
     -- true (receivers saw empty and closed and left)
-    it("close loses nothing: every send that returned true is received (4 -> 4, many closes)",
+    it("close loses nothing: every send that returned true is received (4 -> 4, many closes) #stress",
       function()
       local ROUNDS = scaled(2000, 100)
       local seg, id = new_segment(4096 + 8192)
