@@ -44,6 +44,7 @@ build = {
     ["sysvshm.demo.counter"] = "lua/demo/counter.lua",
     ["sysvshm.demo.pipeline"] = "lua/demo/pipeline.lua",
     ["sysvshm.demo.record_layout"] = "lua/demo/record_layout.lua",
+    ["sysvshm.demo.semwriter"] = "lua/demo/semwriter.lua",
   },
   install = {
     bin = { sysvshm = "bin/sysvshm" },
