@@ -1,8 +1,8 @@
 --- The `sysvshm` command: find, inspect and clean up System V shared memory
 -- segments from the shell, field by field.
 --
---     sysvshm ls [--mine] [--json]              list segments (like ipcs -m)
---     sysvshm stat ID | --key K [--json]        every field of one segment
+--     sysvshm ls [--mine] [--json] [--shm|--sem]  segments and semaphore sets (ipcs)
+--     sysvshm stat [--sem] ID | --key K [--json]  every field of one segment or set
 --     sysvshm dump ID [--offset N] [--length N] hex and ASCII, like xxd
 --     sysvshm dump ID --layout FILE [--struct NAME] [--offset N]
 --                                               one line per field
@@ -10,7 +10,7 @@
 --                                               the field view, redrawn
 --     sysvshm dict ID [--offset N] [--full] [--json]
 --                                               the entries of a sysvshm.dict
---     sysvshm rm ID... | --key K | --mine-unattached [--dry-run]
+--     sysvshm rm [--sem] ID... | --key K | --mine-unattached [--dry-run]
 --     sysvshm new --size N [--key K] [--mode 0600]   create; prints the id
 --
 -- Every command takes `--help`; `sysvshm help COMMAND` says the same. From a
@@ -73,6 +73,7 @@ if SCRIPT and arg and arg[0] then
 end
 
 local shm = require "sysvshm"
+local sem = require "sysvshm.sem"
 local layout = require "sysvshm.layout"
 local options = require "sysvshm.options"
 
@@ -381,12 +382,53 @@ local function list_or_fail()
   return list
 end
 
+-- The same for semaphore sets (their ids are a namespace of their own).
+local function sem_about(id, msg, errno)
+  if errno == shm.EINVAL or errno == shm.EIDRM then
+    return sformat("no semaphore set with id %d (%s)", id, msg)
+  end
+  return sformat("semaphore set %d: %s", id, msg)
+end
+
+local function sem_stat_or_fail(id)
+  local st, msg, errno = sem.semctl(id, 0, sem.IPC_STAT)
+  if not st then
+    fail("%s", sem_about(id, msg, errno))
+  end
+  return st
+end
+
+local function sem_open_key_or_fail(key)
+  local id, msg, errno = sem.semget(key, 0, 0)
+  if not id then
+    if errno == shm.ENOENT then
+      fail("no semaphore set with key %s (%s)", key_string(key), msg)
+    end
+    fail("key %s: %s", key_string(key), msg)
+  end
+  return id
+end
+
+local function sem_list_or_fail()
+  local list, msg = sem.list()
+  if not list then
+    fail("cannot list the semaphore sets: %s", msg)
+  end
+  return list
+end
+
+local SEM_OPTION = { "sem", type = "flag", help = "semaphore sets, not segments (ids and keys of sets)" }
+
 -- ---- the stat fields ------------------------------------------------------------------
 
 --- The fields of a segment, in the order of the JSON output.
 -- That is, of `ls --json` and `stat --json`: `id`, then those of `shm.stat`.
 M.FIELDS = { "id", "key", "size", "mode", "uid", "gid", "cuid", "cgid", "cpid", "lpid",
              "nattch", "atime", "dtime", "ctime", "removed", "locked", "holds", "holds_version" }
+
+--- The fields of a semaphore set's JSON line (`ls --json`, `stat --sem
+-- --json`): `type` ("sem"), `id`, then those of `semset:stat`.
+M.SEM_FIELDS = { "type", "id", "key", "nsems", "mode", "uid", "gid", "cuid", "cgid", "otime", "ctime" }
 
 local function status_string(st)
   local s = {}
@@ -433,44 +475,77 @@ local function print_table(rows, right)
 end
 
 command("ls", {
-  summary = "list the segments (like ipcs -m)",
+  summary = "list segments and semaphore sets (like ipcs -m -s)",
   description = "List the shared memory segments this user can see: key, id, owner,\n"
     .. "permissions, size, attachments, creator and last pids, status (removed:\n"
-    .. "marked for removal, it goes when the last process detaches).",
+    .. "marked for removal, it goes when the last process detaches); then, after\n"
+    .. "a blank line, the semaphore sets: key, id, owner, permissions, number of\n"
+    .. "semaphores, last operation and last change. --shm and --sem show one\n"
+    .. "table only (as ipcs -m and ipcs -s).",
   epilog = "With --json, one JSON object per line and segment, with the fields of\n"
-    .. "shm.stat and the id (times in seconds since the epoch, mode as an integer).",
-  { "mine", short = "m", type = "flag", help = "only the segments this user owns or created" },
+    .. "shm.stat and the id (times in seconds since the epoch, mode as an integer),\n"
+    .. "then one per semaphore set, with \"type\":\"sem\", the id and the fields of\n"
+    .. "semset:stat.",
+  { "mine", short = "m", type = "flag", help = "only the segments and sets this user owns or created" },
   { "json", short = "j", type = "flag", help = "JSON lines instead of a table" },
-}, function(opts)
-  local list = list_or_fail()
-  if opts.mine then
+  { "shm", type = "flag", help = "only the segments" },
+  { "sem", type = "flag", help = "only the semaphore sets" },
+}, function(opts, parser)
+  if opts.shm and opts.sem then
+    usage_error(parser, "give --shm or --sem, not both")
+  end
+  local function only_mine(list)
+    if not opts.mine then
+      return list
+    end
     local uid, kept = euid(), {}
     for _, st in ipairs(list) do
       if mine(st, uid) then
         kept[#kept + 1] = st
       end
     end
-    list = kept
+    return kept
   end
+  local list = not opts.sem and only_mine(list_or_fail()) or {}
+  local sets = not opts.shm and only_mine(sem_list_or_fail()) or {}
   if opts.json then
     local out = {}
-    for i, st in ipairs(list) do
-      out[i] = M.json(st, M.FIELDS)
+    for _, st in ipairs(list) do
+      out[#out + 1] = M.json(st, M.FIELDS)
+    end
+    for _, st in ipairs(sets) do
+      st.type = "sem"
+      out[#out + 1] = M.json(st, M.SEM_FIELDS)
     end
     if #out > 0 then
       emit(concat(out, "\n"), "\n")
     end
     return 0
   end
-  local rows = { { "KEY", "ID", "OWNER", "MODE", "SIZE", "NATTCH", "CPID", "LPID", "STATUS" } }
-  for _, st in ipairs(list) do
-    rows[#rows + 1] = {
-      key_string(st.key), tostring(st.id), user_name(st.uid), M.mode_string(st.mode),
-      M.human_size(st.size), tostring(st.nattch), tostring(st.cpid), tostring(st.lpid),
-      status_string(st),
-    }
+  if not opts.sem then
+    local rows = { { "KEY", "ID", "OWNER", "MODE", "SIZE", "NATTCH", "CPID", "LPID", "STATUS" } }
+    for _, st in ipairs(list) do
+      rows[#rows + 1] = {
+        key_string(st.key), tostring(st.id), user_name(st.uid), M.mode_string(st.mode),
+        M.human_size(st.size), tostring(st.nattch), tostring(st.cpid), tostring(st.lpid),
+        status_string(st),
+      }
+    end
+    print_table(rows, { false, true, false, false, true, true, true, true, false })
   end
-  print_table(rows, { false, true, false, false, true, true, true, true, false })
+  if not opts.shm then
+    if not opts.sem then
+      emit("\n")
+    end
+    local rows = { { "KEY", "SEMID", "OWNER", "MODE", "NSEMS", "OTIME", "CTIME" } }
+    for _, st in ipairs(sets) do
+      rows[#rows + 1] = {
+        key_string(st.key), tostring(st.id), user_name(st.uid), M.mode_string(st.mode),
+        tostring(st.nsems), st.otime == 0 and "never" or time_string(st.otime), time_string(st.ctime),
+      }
+    end
+    print_table(rows, { false, true, false, false, true, false, false })
+  end
   return 0
 end)
 
@@ -489,24 +564,76 @@ local function holds(seg, off)
   return what, what and version
 end
 
+-- `stat --sem`: every field of a semaphore set, and each semaphore's value,
+-- last pid and waiters.
+local function stat_sem(opts, parser)
+  local id = opts[1] and parse_id(parser, opts[1]) or sem_open_key_or_fail(opts.key)
+  local st = sem_stat_or_fail(id)
+  st.id, st.type = id, "sem"
+  local values, msg, errno = sem.semctl(id, 0, sem.GETALL)
+  if not values then
+    fail("%s", sem_about(id, msg, errno))
+  end
+  if opts.json then
+    local fields = { table.unpack(M.SEM_FIELDS) }
+    fields[#fields + 1] = "values"
+    st.values = setmetatable(values, M.json_array)
+    emit(M.json(st, fields), "\n")
+    return 0
+  end
+  local function who(v, name)
+    return name == tostring(v) and tostring(v) or sformat("%d (%s)", v, name)
+  end
+  local rows = {
+    { "id", tostring(id) },
+    { "key", key_string(st.key) .. (st.key == shm.IPC_PRIVATE and " (IPC_PRIVATE)" or "") },
+    { "nsems", tostring(st.nsems) },
+    { "mode", sformat("0%03o (%s)", st.mode, M.mode_string(st.mode)) },
+    { "uid", who(st.uid, user_name(st.uid)) },
+    { "gid", who(st.gid, group_name(st.gid)) },
+    { "cuid", who(st.cuid, user_name(st.cuid)) },
+    { "cgid", who(st.cgid, group_name(st.cgid)) },
+    { "otime", sformat("%d (%s)", st.otime, time_string(st.otime)) },
+    { "ctime", sformat("%d (%s)", st.ctime, time_string(st.ctime)) },
+  }
+  print_table(rows, {})
+  rows = { { "SEMNUM", "VALUE", "PID", "NCNT", "ZCNT" } }
+  for i, v in ipairs(values) do
+    local pid = sem.semctl(id, i - 1, sem.GETPID)
+    local ncnt = sem.semctl(id, i - 1, sem.GETNCNT)
+    local zcnt = sem.semctl(id, i - 1, sem.GETZCNT)
+    rows[#rows + 1] = { tostring(i - 1), tostring(v), tostring(pid or "?"), tostring(ncnt or "?"),
+                        tostring(zcnt or "?") }
+  end
+  emit("\n")
+  print_table(rows, { true, true, true, true, true })
+  return 0
+end
+
 command("stat", {
-  summary = "show every field of one segment",
+  summary = "show every field of one segment or semaphore set",
   args = "[ID]",
   max_args = 1,
   description = "Show every field of the segment with id ID (or with key K): the\n"
     .. "numbers of shm.stat, with names, sizes, permissions and times readable;\n"
     .. "and what it holds when its first bytes say so: a sysvshm.dict or a\n"
-    .. "sysvshm.channel at offset 0 (field holds, and holds_version: its layout).",
+    .. "sysvshm.channel at offset 0 (field holds, and holds_version: its layout).\n"
+    .. "With --sem, of the semaphore set with that id or key, and then each\n"
+    .. "semaphore's value, last pid and waiters (for an increase, for zero).",
   epilog = "To look at the first bytes the segment is attached read-only for a\n"
     .. "moment, after the numbers are read (so they show the segment as it was;\n"
     .. "its atime, dtime and lpid change: --no-peek leaves them alone). Without\n"
     .. "read permission, no holds.",
   KEY_OPTION,
   { "no-peek", short = "n", type = "flag", help = "only the numbers: do not attach to see what it holds" },
+  SEM_OPTION,
   { "json", short = "j", type = "flag", help = "one JSON object, as a line of ls --json" },
 }, function(opts, parser)
   if (opts[1] ~= nil) == (opts.key ~= nil) then
     usage_error(parser, opts[1] and "give a segment id or --key, not both" or "give a segment id or --key")
+  end
+  if opts.sem then
+    return stat_sem(opts, parser)
   end
   local id = opts[1] and parse_id(parser, opts[1]) or open_key_or_fail(opts.key)
   local st = stat_or_fail(id)
@@ -1265,13 +1392,15 @@ command("dict", {
 end)
 
 command("rm", {
-  summary = "remove segments; prints how many went",
+  summary = "remove segments or semaphore sets; prints how many went",
   args = "[ID...]",
   description = "Mark segments for removal (IPC_RMID): given by id, by key, or all of\n"
     .. "this user's segments that no process has attached. A segment goes once\n"
     .. "the last process detaches. Prints how many were removed (and their ids);\n"
-    .. "the status is 1 when any could not be.",
+    .. "the status is 1 when any could not be. With --sem, remove semaphore sets\n"
+    .. "(by id or key) instead: at once, waking who waits on them with EIDRM.",
   KEY_OPTION,
+  SEM_OPTION,
   { "mine-unattached", short = "u", type = "flag",
     help = "every segment this user owns or created with no attachment" },
   { "dry-run", short = "n", type = "flag", help = "only say what would be removed" },
@@ -1281,13 +1410,16 @@ command("rm", {
     usage_error(parser, "give segment ids, --key or --mine-unattached (%s)",
                 forms == 0 and "none given" or "only one of them")
   end
+  if opts.sem and opts.mine_unattached then
+    usage_error(parser, "--mine-unattached is for segments only (a semaphore set has no attachments)")
+  end
   local ids = {}
   if #opts > 0 then
     for i = 1, #opts do
       ids[i] = parse_id(parser, opts[i])
     end
   elseif opts.key then
-    ids[1] = open_key_or_fail(opts.key)
+    ids[1] = (opts.sem and sem_open_key_or_fail or open_key_or_fail)(opts.key)
   else
     local uid = euid()
     for _, st in ipairs(list_or_fail()) do
@@ -1307,6 +1439,8 @@ command("rm", {
       if ok and not opts.dry_run then
         ok, msg, errno = shm.remove(id)
       end
+    elseif opts.sem then
+      ok, msg, errno = sem.semctl(id, 0, opts.dry_run and sem.IPC_STAT or sem.IPC_RMID)
     elseif opts.dry_run then
       ok, msg, errno = shm.stat(id)
     else
@@ -1316,11 +1450,13 @@ command("rm", {
       gone[#gone + 1] = tostring(id)
     elseif msg then
       failed = failed + 1
-      io.stderr:write(PROG, " rm: ", about(id, msg, errno), "\n")
+      io.stderr:write(PROG, " rm: ", (opts.sem and sem_about or about)(id, msg, errno), "\n")
     end
   end
   local n = #gone
-  emit(opts.dry_run and "would remove " or "removed ", n, n == 1 and " segment" or " segments",
+  local what = opts.sem and (n == 1 and " semaphore set" or " semaphore sets")
+    or (n == 1 and " segment" or " segments")
+  emit(opts.dry_run and "would remove " or "removed ", n, what,
                   n > 0 and ": " .. concat(gone, " ") or "", "\n")
   return failed > 0 and 1 or 0
 end)
