@@ -147,6 +147,13 @@ void seg_argfail(lua_State *L, int arg, int need) {
   abort(); /* not reached: called only when a check fails */
 }
 
+/* seg_addr (sysvshm.h): a finalizer detached the segment while a method
+ * was running. */
+void seg_lostfail(lua_State *L) {
+  luaL_error(L, "segment detached during the call");
+  abort(); /* not reached: luaL_error raises */
+}
+
 int seg_detach(Segment *s) {
   void *addr = s->addr;
 
