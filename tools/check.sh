@@ -386,7 +386,8 @@ EOF
 # provokes on purpose; here every spec gets it by chance, and any object a
 # C function uses without a reference on the Lua stack is freed early.
 
-CHECK_GC_STRESS=${CHECK_GC_STRESS:-collectgarbage("incremental", 1, 100, 1)}
+GC_STRESS_DEFAULT='collectgarbage("incremental", 1, 100, 1)'
+CHECK_GC_STRESS=${CHECK_GC_STRESS:-$GC_STRESS_DEFAULT}
 
 gate_gcstress() {
   banner "gcstress: the suite with the collector running all the time"
@@ -411,8 +412,8 @@ EOF
   logdir "$logs"
 
   # The gate checks itself: the wrapper's lua5.4 loads this build and runs
-  # with other collector parameters than a plain one (setpause and
-  # setstepmul return the previous values).
+  # with another collector mode or parameters than a plain one (these calls
+  # return the previous values).
   # shellcheck disable=SC2016
   probe_code='
     require "sysvshm.core"
@@ -420,8 +421,8 @@ EOF
     for l in io.lines("/proc/self/maps") do
       so = so or l:find(os.getenv("CHECK_BDIR") .. "/sysvshm/core.so", 1, true) ~= nil
     end
-    io.write(tostring(so), " ", collectgarbage("setpause", 200), " ",
-      collectgarbage("setstepmul", 100))'
+    io.write(tostring(so), " ", collectgarbage("incremental"), " ",
+      collectgarbage("setpause", 200), " ", collectgarbage("setstepmul", 100))'
   probe=$(env -u LUA_INIT_5_4 -u LUA_INIT PATH="$bdir/bin:$PATH" LUA_CPATH_5_4="$bdir/?.so;;" \
     CHECK_BDIR="$bdir" lua5.4 -e "$probe_code" 2>&1)
   plain=$(env -u LUA_INIT_5_4 -u LUA_INIT LUA_CPATH_5_4="$bdir/?.so;;" \
