@@ -53,6 +53,9 @@
 #   CHECK_GC_STRESS       the collector settings of the gcstress gate,
 #                         Lua code run first in every lua5.4 (default:
 #                         collectgarbage("incremental", 1, 100, 1))
+#   CHECK_GC_STRESS_SCALE SYSVSHM_STRESS_SCALE for the gcstress run
+#                         (default 0.25: the sweep, stress and channel
+#                         specs take most of its time)
 #   CHECK_KEEP_GOING=0    stop at the first failing gate
 set -u
 
@@ -388,6 +391,7 @@ EOF
 
 GC_STRESS_DEFAULT='collectgarbage("incremental", 1, 100, 1)'
 CHECK_GC_STRESS=${CHECK_GC_STRESS:-$GC_STRESS_DEFAULT}
+CHECK_GC_STRESS_SCALE=${CHECK_GC_STRESS_SCALE:-0.25}
 
 gate_gcstress() {
   banner "gcstress: the suite with the collector running all the time"
@@ -436,7 +440,8 @@ EOF
     return
   fi
 
-  suite gcstress "$wrapper" "$bdir" "$logs"
+  suite gcstress "$wrapper" "$bdir" "$logs" \
+    SYSVSHM_STRESS_SCALE="$CHECK_GC_STRESS_SCALE"
 }
 
 gate_luacheck() {
