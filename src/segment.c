@@ -158,6 +158,7 @@ void seg_argfail(lua_State *L, int arg, int need) {
  * was running. */
 void seg_lostfail(lua_State *L) {
   luaL_error(L, "segment detached during the call");
+  /* cppcheck-suppress unreachableCode */
   abort(); /* not reached: luaL_error raises */
 }
 
