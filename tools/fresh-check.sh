@@ -83,7 +83,7 @@ CMD_INSTALL=$(readme_block install) ||
   die "README.md: no single one-line code block after <!-- fresh-check:install -->"
 CMD_TEST=$(readme_block test) ||
   die "README.md: no single one-line code block after <!-- fresh-check:test -->"
-[ -n "$CMD_INSTALL" ] && [ -n "$CMD_TEST" ] || die "README.md: an empty command"
+if [ -z "$CMD_INSTALL" ] || [ -z "$CMD_TEST" ]; then die "README.md: an empty command"; fi
 
 # ---- the cached root --------------------------------------------------------------
 
