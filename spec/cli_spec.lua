@@ -444,22 +444,29 @@ describe("sysvshm", function()
   describe("dump", function()
     local function xxd_available() return h.sh("command -v xxd").ok end
 
+    local DUMP_DATA = "Hello, world!\0\1\2\255\127 ~"
+
     it("shows bytes in hex and ASCII as xxd does, from --offset for --length", function()
       local seg, id = h.new_segment(64)
-      local data = "Hello, world!\0\1\2\255\127 ~"
-      seg:write(16, data)
+      seg:write(16, DUMP_DATA)
       local r = ok({ "dump", tostring(id), "--offset", "16", "--length", "20" })
       assert.equal("00000010: 4865 6c6c 6f2c 2077 6f72 6c64 2100 0102  Hello, world!...\n"
                    .. "00000020: ff7f 207e                                .. ~\n", r.stdout)
-      if xxd_available() then
-        local file = h.tmpfile()
-        local f = assert(io.open(file, "wb"))
-        f:write(seg:read(0))
-        f:close()
-        assert.equal(h.sh("xxd " .. file).stdout, ok({ "dump", tostring(id) }).stdout)
-        assert.equal(h.sh("xxd -s 5 -l 30 " .. file).stdout,
-                     ok({ "dump", tostring(id), "-o", "5", "-n", "30" }).stdout)
-      end
+    end)
+
+    it("shows what xxd shows for the same bytes, whole and from -o for -n", function()
+      -- xxd is not among the packages `make test` needs (README): counted
+      -- as pending where it is missing, not passed without a look
+      if not xxd_available() then pending("xxd not found (Debian package xxd)") return end
+      local seg, id = h.new_segment(64)
+      seg:write(16, DUMP_DATA)
+      local file = h.tmpfile()
+      local f = assert(io.open(file, "wb"))
+      f:write(seg:read(0))
+      f:close()
+      assert.equal(h.sh("xxd " .. file).stdout, ok({ "dump", tostring(id) }).stdout)
+      assert.equal(h.sh("xxd -s 5 -l 30 " .. file).stdout,
+                   ok({ "dump", tostring(id), "-o", "5", "-n", "30" }).stdout)
     end)
 
     it("dumps the whole segment by default, stops at its end, and shows nothing at the end", function()

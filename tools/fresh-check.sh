@@ -117,7 +117,7 @@ host_mirror() {
 
 MIRROR=$(host_mirror)
 TARBALL=$CACHE/root.tar.gz
-KEY="suite=$SUITE variant=$VARIANT include=$INCLUDE mirror=$MIRROR arch=$(dpkg --print-architecture) debootstrap=$(dpkg-query -W -f='${Version}' debootstrap 2>/dev/null || echo unknown)"
+KEY="suite=$SUITE variant=$VARIANT include=$INCLUDE debs=removed mirror=$MIRROR arch=$(dpkg --print-architecture) debootstrap=$(dpkg-query -W -f='${Version}' debootstrap 2>/dev/null || echo unknown)"
 
 cache_ok() {
   [ -f "$TARBALL" ] && [ -f "$CACHE/root.key" ] && [ -f "$CACHE/root.sha256" ] || return 1
@@ -144,6 +144,8 @@ build_cache() {
     rm -rf "$tmp"
     die "debootstrap failed"
   fi
+  # as `apt-get clean` would: the packages debootstrap installed from
+  rm -f "$tmp/root/var/cache/apt/archives/"*.deb
   tar -C "$tmp/root" --numeric-owner -czf "$tmp/root.tar.gz" .
   (cd "$tmp" && sha256sum root.tar.gz >root.sha256)
   printf '%s\n' "$KEY" >"$tmp/root.key"
