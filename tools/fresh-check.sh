@@ -229,7 +229,7 @@ fi
 mkdir -p "$ROOT$(dirname "$CHECKOUT")"
 git clone -q --no-hardlinks "$SRC" "$ROOT$CHECKOUT"
 git -C "$ROOT$CHECKOUT" checkout -q --detach "$rev"
-say "checkout $CHECKOUT at $(git -C "$SRC" log -1 --format='%h %s' "$rev")"
+say "root ready after $SECONDS s; checkout $CHECKOUT at $(git -C "$SRC" log -1 --format='%h %s' "$rev")"
 
 # ---- in the namespaces ------------------------------------------------------------------
 
@@ -326,4 +326,4 @@ fi
 [ -z "$summary" ] || say "busted: $summary"
 say "segments left: $left"
 [ -z "$bad" ] || die "${bad%;}"
-say "ok: the README's two commands pass on a fresh Debian 12 root"
+say "ok: the README's two commands pass on a fresh Debian 12 root ($SECONDS s)"
