@@ -36,7 +36,7 @@
 #
 # Knobs: FRESH_CACHE, FRESH_WORK (where the scratch root goes, default
 # /var/tmp), FRESH_MAX_AGE_DAYS (default 14), FRESH_INSTALL_TIMEOUT and
-# FRESH_TEST_TIMEOUT (seconds, default 900 each), FRESH_KEEP=1 (leave the
+# FRESH_TEST_TIMEOUT (seconds, default 600 each), FRESH_KEEP=1 (leave the
 # scratch root in place, for a look after a failure).
 set -euo pipefail
 
@@ -44,8 +44,8 @@ SRC=$(cd "$(dirname "$0")/.." && pwd -P)
 CACHE=${FRESH_CACHE:-/var/cache/sysvshm-fresh}
 WORKBASE=${FRESH_WORK:-/var/tmp}
 MAX_AGE_DAYS=${FRESH_MAX_AGE_DAYS:-14}
-T_INSTALL=${FRESH_INSTALL_TIMEOUT:-900}
-T_TEST=${FRESH_TEST_TIMEOUT:-900}
+T_INSTALL=${FRESH_INSTALL_TIMEOUT:-600}
+T_TEST=${FRESH_TEST_TIMEOUT:-600}
 SUITE=bookworm
 VARIANT=minbase
 INCLUDE=sudo
@@ -119,10 +119,12 @@ MIRROR=$(host_mirror)
 TARBALL=$CACHE/root.tar.gz
 KEY="suite=$SUITE variant=$VARIANT include=$INCLUDE debs=removed mirror=$MIRROR arch=$(dpkg --print-architecture) debootstrap=$(dpkg-query -W -f='${Version}' debootstrap 2>/dev/null || echo unknown)"
 
+# cache_ok [any-age]: whether the cached root is there, intact and built for
+# this setup (and, unless any-age, young enough).
 cache_ok() {
   [ -f "$TARBALL" ] && [ -f "$CACHE/root.key" ] && [ -f "$CACHE/root.sha256" ] || return 1
   [ "$(cat "$CACHE/root.key")" = "$KEY" ] || { say "cached root was built for another setup"; return 1; }
-  if [ -n "$(find "$TARBALL" -mtime +"$MAX_AGE_DAYS")" ]; then
+  if [ "${1:-}" != any-age ] && [ -n "$(find "$TARBALL" -mtime +"$MAX_AGE_DAYS")" ]; then
     say "cached root is older than $MAX_AGE_DAYS days"
     return 1
   fi
@@ -142,7 +144,8 @@ build_cache() {
       >"$tmp/log" 2>&1 </dev/null; then
     tail -n 30 "$tmp/log"
     rm -rf "$tmp"
-    die "debootstrap failed"
+    say "debootstrap failed"
+    return 1
   fi
   # as `apt-get clean` would: the packages debootstrap installed from
   rm -f "$tmp/root/var/cache/apt/archives/"*.deb
@@ -160,8 +163,10 @@ exec 9>"$CACHE/lock"
 flock 9 # one builder at a time; readers wait for it
 if cache_ok; then
   say "cached root: $TARBALL ($(date -r "$TARBALL" '+%F %T'))"
-else
-  build_cache
+elif ! build_cache; then
+  # an old root is better than none
+  cache_ok any-age || die "no root to run the commands in"
+  say "using the old cached root of $(date -r "$TARBALL" '+%F %T')"
 fi
 
 # ---- the scratch root ----------------------------------------------------------------
@@ -203,7 +208,7 @@ if ! unpack; then
   say "cached root does not unpack into a Debian 12 root: building it again"
   rm -rf "$ROOT"
   mkdir "$ROOT"
-  build_cache
+  build_cache || die "no root to run the commands in"
   unpack || die "the new root does not unpack either"
 fi
 flock -u 9
