@@ -41,6 +41,7 @@
 set -euo pipefail
 
 SRC=$(cd "$(dirname "$0")/.." && pwd -P)
+T0=$(date +%s)
 CACHE=${FRESH_CACHE:-/var/cache/sysvshm-fresh}
 WORKBASE=${FRESH_WORK:-/var/tmp}
 MAX_AGE_DAYS=${FRESH_MAX_AGE_DAYS:-14}
@@ -160,16 +161,6 @@ build_cache() {
 
 mkdir -p "$CACHE"
 exec 9>"$CACHE/lock"
-flock 9 # one builder at a time; readers wait for it
-if cache_ok; then
-  say "cached root: $TARBALL ($(date -r "$TARBALL" '+%F %T'))"
-elif ! build_cache; then
-  # an old root is better than none
-  cache_ok any-age || die "no root to run the commands in"
-  say "using the old cached root of $(date -r "$TARBALL" '+%F %T')"
-fi
-
-# ---- the scratch root ----------------------------------------------------------------
 
 WORK=$(mktemp -d "$WORKBASE/sysvshm-fresh.XXXXXX")
 ROOT=$WORK/root
@@ -199,58 +190,75 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM HUP
 
-mkdir "$ROOT"
-unpack() {
-  tar -C "$ROOT" --numeric-owner -xzf "$TARBALL" &&
-    grep -q '^12\.' "$ROOT/etc/debian_version" && [ -x "$ROOT/usr/bin/apt-get" ]
+# take_root [rebuild]: the cached root (built first when missing, stale or
+# asked to) as $WORK/root.tar.gz, a link or copy that a rebuild replacing
+# the cache cannot change.
+take_root() {
+  flock 9 # one builder at a time; the others wait for it
+  if [ "${1:-}" != rebuild ] && cache_ok; then
+    say "cached root: $TARBALL ($(date -r "$TARBALL" '+%F %T'))"
+  elif ! build_cache; then
+    # an old root is better than none
+    if [ "${1:-}" = rebuild ] || ! cache_ok any-age; then die "no root to run the commands in"; fi
+    say "using the old cached root of $(date -r "$TARBALL" '+%F %T')"
+  fi
+  rm -f "$WORK/root.tar.gz"
+  ln "$TARBALL" "$WORK/root.tar.gz" 2>/dev/null || cp "$TARBALL" "$WORK/root.tar.gz"
+  flock -u 9
 }
-if ! unpack; then
-  say "cached root does not unpack into a Debian 12 root: building it again"
-  rm -rf "$ROOT"
-  mkdir "$ROOT"
-  build_cache || die "no root to run the commands in"
-  unpack || die "the new root does not unpack either"
-fi
-flock -u 9
 
-# This machine's resolver and apt sources (and its Acquire settings: proxy,
-# validity checks), as a fresh install on this network would have them.
-cat /etc/resolv.conf >"$ROOT/etc/resolv.conf"
-rm -f "$ROOT/etc/apt/sources.list"
-[ -f /etc/apt/sources.list ] && cp /etc/apt/sources.list "$ROOT/etc/apt/"
-for f in /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; do
-  [ -f "$f" ] && cp "$f" "$ROOT/etc/apt/sources.list.d/"
-done
-for f in /etc/apt/apt.conf.d/*; do
-  [ -f "$f" ] && grep -q 'Acquire::' "$f" && cp "$f" "$ROOT/etc/apt/apt.conf.d/"
-done
-printf '127.0.1.1\t%s\n' "$(uname -n)" >>"$ROOT/etc/hosts"
-
-# A clean clone of what is committed here.
 rev=$(git -C "$SRC" rev-parse HEAD)
 if [ -n "$(git -C "$SRC" status --porcelain --untracked-files=no)" ]; then
   say "note: $SRC has uncommitted changes; the check uses the commit $rev"
 fi
-mkdir -p "$ROOT$(dirname "$CHECKOUT")"
-git clone -q --no-hardlinks "$SRC" "$ROOT$CHECKOUT"
-git -C "$ROOT$CHECKOUT" checkout -q --detach "$rev"
-say "root ready after $SECONDS s; checkout $CHECKOUT at $(git -C "$SRC" log -1 --format='%h %s' "$rev")"
 
 # ---- in the namespaces ------------------------------------------------------------------
 
-# Runs as PID 1 of new PID, mount and IPC namespaces: $1 the root, $2 the
-# checkout in it, $3/$4 the install/test commands, $5/$6 their timeouts,
-# $7 the directory for the test output and the segment list.
+# prepare_root: in the namespace, $ROOT empty (a tmpfs of the namespace's
+# own unless FRESH_KEEP=1): the cached root unpacked, with this machine's
+# resolver and apt sources (and Acquire settings: proxy, validity checks) as
+# a fresh install on this network would have them, and a clean clone of the
+# commit $rev in $CHECKOUT.  Status 3 if the root does not unpack.
+prepare_root() {
+  if ! tar -C "$ROOT" --numeric-owner -xzf "$WORK/root.tar.gz" ||
+    ! grep -q '^12\.' "$ROOT/etc/debian_version" || [ ! -x "$ROOT/usr/bin/apt-get" ]; then
+    return 3
+  fi
+  cat /etc/resolv.conf >"$ROOT/etc/resolv.conf"
+  rm -f "$ROOT/etc/apt/sources.list"
+  if [ -f /etc/apt/sources.list ]; then cp /etc/apt/sources.list "$ROOT/etc/apt/"; fi
+  for f in /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; do
+    if [ -f "$f" ]; then cp "$f" "$ROOT/etc/apt/sources.list.d/"; fi
+  done
+  for f in /etc/apt/apt.conf.d/*; do
+    if [ -f "$f" ] && grep -q 'Acquire::' "$f"; then cp "$f" "$ROOT/etc/apt/apt.conf.d/"; fi
+  done
+  printf '127.0.1.1\t%s\n' "$(uname -n)" >>"$ROOT/etc/hosts"
+  mkdir -p "$ROOT$(dirname "$CHECKOUT")"
+  git clone -q --no-hardlinks "$SRC" "$ROOT$CHECKOUT" &&
+    git -C "$ROOT$CHECKOUT" checkout -q --detach "$rev" || return 1
+  echo "fresh-check: root ready after $(($(date +%s) - T0)) s; checkout $CHECKOUT at $(git -C "$SRC" log -1 --format='%h %s' "$rev")"
+}
+export -f prepare_root
+export ROOT WORK SRC CHECKOUT rev T0
+if [ "${FRESH_KEEP:-0}" = 1 ]; then export FRESH_TMPFS=0; else export FRESH_TMPFS=1; fi
+
+# Runs as PID 1 of new PID, mount and IPC namespaces: $1/$2 the install/test
+# commands, $3/$4 their timeouts.  Writes $WORK/test.out, test.status, ipcs.
 # shellcheck disable=SC2016
 inner='
 set -u
-R=$1 DIR=$2 INSTALL=$3 TEST=$4 TI=$5 TT=$6 OUT=$7
+R=$ROOT DIR=$CHECKOUT INSTALL=$1 TEST=$2 TI=$3 TT=$4 OUT=$WORK
 umount_all() {
-  for m in "$R/dev/shm" "$R/dev/pts" "$R/dev" "$R/proc"; do
-    umount -l "$m" 2>/dev/null
+  for m in "$R/dev/shm" "$R/dev/pts" "$R/dev" "$R/proc" "$R"; do
+    if mountpoint -q "$m"; then umount -l "$m"; fi
   done
 }
 trap umount_all EXIT
+if [ "$FRESH_TMPFS" = 1 ]; then
+  mount -t tmpfs -o mode=755,size=8g fresh-root "$R" || exit 1
+fi
+prepare_root || exit
 set -e
 mount -t proc proc "$R/proc"
 mount -t tmpfs -o mode=755,nosuid,size=16m dev "$R/dev"
@@ -295,14 +303,24 @@ ipcs -m >"$OUT/ipcs" 2>&1 || echo "ipcs failed" >>"$OUT/ipcs"
 exit "$st"
 '
 
-# The namespaces, in the background so that the trap can end them.
-unshare --ipc --mount --pid --fork --kill-child --propagation private \
-  bash -c "$inner" fresh-check "$ROOT" "$CHECKOUT" "$CMD_INSTALL" "$CMD_TEST" \
-  "$T_INSTALL" "$T_TEST" "$WORK" &
-NS_PID=$!
-st=0
-wait "$NS_PID" || st=$?
-NS_PID=""
+take_root
+for attempt in 1 2; do
+  rm -rf "$ROOT"
+  mkdir "$ROOT"
+  # The namespaces, in the background so that the trap can end them.
+  unshare --ipc --mount --pid --fork --kill-child --propagation private \
+    bash -c "$inner" fresh-check "$CMD_INSTALL" "$CMD_TEST" "$T_INSTALL" "$T_TEST" &
+  NS_PID=$!
+  st=0
+  wait "$NS_PID" || st=$?
+  NS_PID=""
+  if [ "$st" -eq 3 ] && [ ! -f "$WORK/ipcs" ] && [ "$attempt" = 1 ]; then
+    say "the cached root does not unpack into a Debian 12 root: building it again"
+    take_root rebuild
+    continue
+  fi
+  break
+done
 
 # ---- the verdict ---------------------------------------------------------------------------
 
@@ -331,4 +349,4 @@ fi
 [ -z "$summary" ] || say "busted: $summary"
 say "segments left: $left"
 [ -z "$bad" ] || die "${bad%;}"
-say "ok: the README's two commands pass on a fresh Debian 12 root ($SECONDS s)"
+say "ok: the README's two commands pass on a fresh Debian 12 root ($(($(date +%s) - T0)) s)"
