@@ -14,20 +14,23 @@
 #      and caches it as a tarball (FRESH_CACHE, default
 #      /var/cache/sysvshm-fresh; rebuilt when missing, corrupt, built for
 #      another mirror or debootstrap, or older than FRESH_MAX_AGE_DAYS);
-#   2. unpacks it into a scratch directory, gives it this machine's DNS and
-#      apt sources, and puts a clean clone of this checkout's HEAD (what is
-#      committed, nothing else) in /usr/local/src/sysvshm;
-#   3. in private IPC, mount and PID namespaces (unshare): mounts /proc, a
-#      /dev of its own (null zero full random urandom tty, a devpts instance,
-#      /dev/shm), then in the root, as root, with a clean environment, runs
-#      the install command and then the test command, each as `bash -c` of
-#      the README's text;
+#   2. in private IPC, mount and PID namespaces (unshare): unpacks it onto a
+#      tmpfs, gives it this machine's DNS and apt sources, puts a clean clone
+#      of this checkout's HEAD (what is committed, nothing else) in
+#      /usr/local/src/sysvshm (readable by the user nobody the permission
+#      specs switch to; /root is not), mounts /proc and a /dev of its own
+#      (null zero full random urandom tty, a devpts instance, /dev/shm);
+#   3. there, chrooted, as root, with a clean environment and no standard
+#      input, runs the install command and then the test command, each as
+#      `bash -c` of the README's text;
 #   4. lists the System V segments of that IPC namespace (ipcs -m) at the
 #      end: any segment left fails the check.
 #
-# Every mount lives in the private mount namespace, so it goes when the
-# namespace does (the PID namespace makes sure nothing started by the
-# commands outlives them); the trap removes the scratch directory.
+# Every mount, the root's tmpfs too, lives in the private mount namespace,
+# so it goes when the namespace does, on every way out (the PID namespace
+# makes sure nothing started by the commands outlives them, and the trap
+# kills the namespace when this script is stopped); the trap then removes
+# the scratch directory.
 #
 # Exit status 0 only if both commands succeed, the test output has a busted
 # summary with 0 failures and 0 errors, and no segment is left.  The busted
@@ -36,8 +39,8 @@
 #
 # Knobs: FRESH_CACHE, FRESH_WORK (where the scratch root goes, default
 # /var/tmp), FRESH_MAX_AGE_DAYS (default 14), FRESH_INSTALL_TIMEOUT and
-# FRESH_TEST_TIMEOUT (seconds, default 600 each), FRESH_KEEP=1 (leave the
-# scratch root in place, for a look after a failure).
+# FRESH_TEST_TIMEOUT (seconds, default 600 each), FRESH_KEEP=1 (the root on
+# disk instead of a tmpfs, left in place for a look after a failure).
 set -euo pipefail
 
 SRC=$(cd "$(dirname "$0")/.." && pwd -P)
