@@ -33,7 +33,20 @@ DEMOS   = $(wildcard lua/demo/*.lua)
 export LUA_PATH_5_4  := $(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(LUA_PATH_5_4);;
 export LUA_CPATH_5_4 := $(CURDIR)/$(BUILD)/?.so;$(LUA_CPATH_5_4);;
 
-.PHONY: all test check demo bench doc install uninstall clean
+.PHONY: all test check demo bench doc install uninstall clean fuzz fuzz-build
+
+# libFuzzer targets (fuzz/): each fuzz/<target>.lua run by fuzz/driver.c,
+# linked with the module's sources, built with clang's libFuzzer, ASan and
+# UBSan (Debian: clang libclang-rt-14-dev).  `make fuzz` builds them and
+# runs each for FUZZ_SECONDS (fuzz/run.sh: seed corpus fuzz/corpus/<target>,
+# findings and new inputs in a scratch directory, FUZZ_WORK).
+FUZZ_CC      ?= clang
+FUZZ_CFLAGS  ?= -O1 -g -fno-omit-frame-pointer \
+                -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
+FUZZ_LIBS    ?= $(shell $(PKG_CONFIG) --libs lua$(LUA_VERSION) 2>/dev/null || echo -llua$(LUA_VERSION))
+FUZZ_TARGETS ?= pack channel
+FUZZ_SECONDS ?= 45
+FUZZ_BINS     = $(FUZZ_TARGETS:%=$(BUILD)/fuzz/%)
 
 all: $(MODULE)
 
@@ -41,12 +54,31 @@ $(MODULE): $(SRCS) $(HDRS) Makefile
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(LIBFLAG) -o $@ $(SRCS) $(LDFLAGS)
 
+# The suite, then its verdict (tools/busted_summary.sh): fails on a failed
+# test and on any pending test that is not an environment skip (#env),
+# and prints how many of those there were.
 test: $(MODULE)
-	$(BUSTED) --lua=$(LUA)
+	@out=$$(mktemp) && rc=$$(mktemp) && \
+	echo "$(BUSTED) --lua=$(LUA)" && \
+	{ $(BUSTED) --lua=$(LUA) 2>&1; echo $$? >"$$rc"; } | tee "$$out"; \
+	sh tools/busted_summary.sh "$$out"; verdict=$$?; \
+	code=$$(cat "$$rc"); rm -f "$$out" "$$rc"; \
+	[ "$$code" = 0 ] && [ "$$verdict" = 0 ]
 
 # The reliability gates: sanitizers, valgrind, linters (tools/check.sh).
 check: $(MODULE)
 	sh tools/check.sh
+
+fuzz-build: $(FUZZ_BINS)
+
+fuzz: $(FUZZ_BINS)
+	FUZZ_BIN=$(BUILD)/fuzz FUZZ_SECONDS=$(FUZZ_SECONDS) sh fuzz/run.sh $(FUZZ_TARGETS)
+
+$(BUILD)/fuzz/%: fuzz/driver.c $(SRCS) $(HDRS) Makefile
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(WARN) -D_GNU_SOURCE -I$(LUA_INCDIR) -Isrc \
+	  -DFUZZ_TARGET='"$*"' -DFUZZ_ROOT='"$(CURDIR)"' -o $@ \
+	  fuzz/driver.c $(SRCS) -Wl,--wrap=shmat $(FUZZ_LIBS)
 
 # The API reference, from the doc comments (config.ld), into doc/.
 doc:

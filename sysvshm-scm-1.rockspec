@@ -27,11 +27,13 @@ build = {
   type = "builtin",
   modules = {
     ["sysvshm.core"] = {
-      sources = { "src/core.c", "src/segment.c", "src/pack.c", "src/sync.c", "src/channel.c" },
+      sources = { "src/core.c", "src/lock.c", "src/segment.c", "src/pack.c", "src/sync.c", "src/channel.c",
+                  "src/dict.c", "src/dict_store.c" },
       defines = { "_GNU_SOURCE" },
     },
     ["sysvshm"] = "lua/sysvshm/init.lua",
     ["sysvshm.channel"] = "lua/sysvshm/channel.lua",
+    ["sysvshm.dict"] = "lua/sysvshm/dict.lua",
     ["sysvshm.layout"] = "lua/sysvshm/layout.lua",
     ["sysvshm.options"] = "lua/sysvshm/options.lua",
     ["sysvshm.cli"] = "lua/sysvshm/cli.lua",

@@ -77,8 +77,8 @@ describe("sysvshm module", function()
 end)
 
 describe("constants", function()
-  it("are integers with the values of the system headers", function()
-    if not C then pending(C_WHY) return end
+  it("are integers with the values of the system headers #env", function()
+    if not C then pending(h.env(C_WHY)) return end
     for _, list in ipairs { IPC_NAMES, ERRNO_NAMES } do
       for _, name in ipairs(list) do
         assert.equal("integer", math.type(shm[name]), name)
@@ -103,12 +103,12 @@ describe("ftok", function()
     assert.not_equal(k, shm.ftok(path, 66))
   end)
 
-  it("gives the key C's ftok gives", function()
+  it("gives the key C's ftok gives #env", function()
     local path = h.tmpfile()
     local c, why = h.c_values({ { "k1", ("ftok(%q, 0x66)"):format(path) },
                                 { "k2", ("ftok(%q, 0xF0)"):format(path) } },
                               { "sys/ipc.h" })
-    if not c then pending(why) return end
+    if not c then pending(h.env(why)) return end
     assert.equal(c.k1, shm.ftok(path, 0x66))
     assert.equal(c.k2, shm.ftok(path, 0xF0))
   end)
@@ -482,8 +482,8 @@ describe("shmctl", function()
     assert.equal("640", h.ipcs(id).perms)
   end)
 
-  it("IPC_SET changes the owner's uid and gid (as root)", function()
-    if h.uid() ~= 0 then pending("needs root to give a segment away") return end
+  it("IPC_SET changes the owner's uid and gid (as root) #env", function()
+    if h.uid() ~= 0 then pending(h.env("needs root to give a segment away")) return end
     local id = h.new_id(64)
     assert.is_true(shm.shmctl(id, shm.IPC_SET, { uid = 65534, gid = 65534 }))
     local st = shm.stat(id)
@@ -511,11 +511,11 @@ describe("shmctl", function()
     assert_fails("shmctl", EINVAL, shm.shmctl(id, shm.IPC_STAT))
   end)
 
-  it("SHM_LOCK and SHM_UNLOCK set and clear the locked flag", function()
+  it("SHM_LOCK and SHM_UNLOCK set and clear the locked flag #env", function()
     local id = h.new_id(64)
     local ok, msg, en = shm.shmctl(id, shm.SHM_LOCK)
     if not ok and (en == shm.EPERM or en == shm.ENOMEM) then
-      pending("SHM_LOCK refused here: " .. msg)
+      pending(h.env("SHM_LOCK refused here: " .. msg))
       return
     end
     assert.is_true(ok, msg)

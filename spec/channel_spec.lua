@@ -443,12 +443,15 @@ describe("sysvshm.channel", function()
     it("open() refuses a channel of another layout version, saying so", function()
       local seg = new_segment(4096)
       channel.new(seg)
-      assert.equal(2, u32(seg, F_VERSION))
-      seg:pack("=I4", F_VERSION, 1) -- a channel made by an older build
-      local ok, err = pcall(channel.open, seg)
-      assert.is_false(ok)
-      assert.matches("channel of layout version 1, this module handles version 2", err, 1, true)
-      seg:pack("=I4", F_VERSION, 2)
+      assert.equal(3, u32(seg, F_VERSION))
+      for old = 1, 2 do -- channels made by older builds
+        seg:pack("=I4", F_VERSION, old)
+        local ok, err = pcall(channel.open, seg)
+        assert.is_false(ok)
+        assert.matches(("channel of layout version %d, this module handles version 3"):format(old),
+          err, 1, true)
+      end
+      seg:pack("=I4", F_VERSION, 3)
       assert.is_true(channel.open(seg):send("ok", 0))
     end)
 
@@ -940,7 +943,10 @@ describe("sysvshm.channel", function()
     local both, recv_only = "beta,gamma,ok", "beta,gamma,x,ok"
 
     it("raises for a tail too far ahead of, or behind, head", function()
-      local values = { 16 + CAP + 8, 16 + CAP + 1, 8, 0, -1, math.maxinteger, math.mininteger }
+      -- (bit 0 of tail is the closed flag: 16 + CAP + 1 would be a full,
+      -- closed ring, which is not garbage; + 9 is closed and too far)
+      local values = { 16 + CAP + 8, 16 + CAP + 4, 16 + CAP + 9, 8, 0, -1, math.maxinteger,
+                       math.mininteger }
       for _, v in ipairs(values) do
         check({ fields = { { F_TAIL, v } }, send = true, recv = true, drained = both })
       end
@@ -1005,6 +1011,69 @@ describe("sysvshm.channel", function()
   end)
 
   describe("across processes", function()
+    -- issue 10, item 4: a close() landing between a sender's look at
+    -- `closed` and its publish lost that message although send returned
+    -- true (receivers saw empty and closed and left)
+    it("close loses nothing: every send that returned true is received (4 -> 4, many closes)",
+      function()
+      local ROUNDS = scaled(2000, 100)
+      local seg, id = new_segment(4096 + 8192)
+      seg:fill(0, 0, 64)
+      -- 0: round, 8: workers done, 16: acknowledged sends, 24: receptions,
+      -- 32: calls that ended otherwise than "closed"
+      local ch = channel.new(seg, 4096, 8192)
+      local worker = [[
+        local role, rounds = A[1], A[2]
+        for r = 1, rounds do
+          while seg:atomic_load(0) < r do seg:wait(0, r - 1, 1) end
+          local c, n = channel.open(seg, 4096), 0
+          while true do
+            local ok, why
+            -- long messages: a longer window between look and publish
+            if role == "s" then ok, why = c:send(("m"):rep(n % 3000), 5) else ok, why = c:recv(5) end
+            if not ok then
+              if why ~= "closed" then seg:atomic_add(32, 1) end
+              break
+            end
+            n = n + 1
+          end
+          seg:atomic_add(role == "s" and 16 or 24, n)
+          seg:atomic_add(8, 1)
+          seg:wake(8)
+        end
+        print("end")
+      ]]
+      local kids = {}
+      for i = 1, 8 do kids[i] = spawn(worker, id, 4096, i <= 4 and "s" or "r", ROUNDS) end
+      local lost, closes, lost_total = {}, 0, 0
+      for r = 1, ROUNDS do
+        if r > 1 then ch = channel.new(seg, 4096, 8192) end
+        seg:atomic_store(0, r)
+        seg:wake(0)
+        local spin = math.random(0, 3000)
+        for _ = 1, spin do seg:atomic_load(0) end
+        ch:close()
+        closes = closes + 1
+        wait_until(function()
+          local done = seg:atomic_load(8)
+          if done < 8 * r then seg:wait(8, done, 0.5) end
+          return seg:atomic_load(8) >= 8 * r
+        end, "round " .. r)
+        local sent, got = seg:atomic_load(16), seg:atomic_load(24)
+        if sent - got ~= lost_total then
+          lost[#lost + 1] = ("round %d: %d sent, %d received"):format(r, sent, got)
+          lost_total = sent - got
+        end
+        assert.equals(0, seg:atomic_load(32), "a call ended otherwise than 'closed'")
+      end
+      for i = 1, 8 do
+        local out, ok = h.join(kids[i])
+        assert.is_true(ok, out)
+      end
+      print(("close race: %d closes, %d messages"):format(closes, seg:atomic_load(16)))
+      assert.same({}, lost)
+    end)
+
     it("a child receives with recvunpack what this process sends with sendpack", function()
       local seg, id = new_segment(8192)
       local ch = channel.new(seg, 0, 1024) -- small: the records wrap around the ring

@@ -21,6 +21,20 @@ local M = {}
 local shm = require "sysvshm"
 M.shm = shm
 
+-- ---- environment skips -----------------------------------------------------
+
+--- The message of a test skipped for a reason of the environment (not
+-- root, no pseudo-terminal, no C compiler, another user cannot read the
+-- checkout, a big-endian machine): `pending(h.env(why))` then `return`.
+-- Such a test has the tag `#env` in its name (`busted --tags=env` runs just
+-- those). tools/busted_summary.sh counts the pending tests whose message
+-- starts with "env: " and whose name has #env as environment skips, prints
+-- their number, and fails the run on any other pending test: a known bug
+-- is a failing test, never a pending one.
+function M.env(why)
+  return "env: " .. tostring(why)
+end
+
 -- ---- small utilities -------------------------------------------------------
 
 --- Quote a string for /bin/sh.
@@ -247,8 +261,8 @@ local cvalues_cache = {}
 -- `cc` (an independent view of the system headers and libc). exprs: a list
 -- whose entries are macro names ("IPC_CREAT") or {label, C expression}
 -- pairs ({"key", 'ftok("/tmp", 65)'}); headers: list of headers to include.
--- Returns a table label -> integer, or nil and a reason (no compiler,
--- compile error).
+-- Returns a table label -> integer, or nil and a reason when there is no
+-- compiler (an environment skip); raises when the probe does not compile.
 function M.c_values(exprs, headers)
   local src = { "#include <stdio.h>" }
   for _, hdr in ipairs(headers) do src[#src + 1] = "#include <" .. hdr .. ">" end
@@ -267,7 +281,7 @@ function M.c_values(exprs, headers)
   if not r.ok then return nil, "no C compiler (cc) found" end
 
   local dir = M.sh("mktemp -d")
-  if not dir.ok then return nil, "mktemp -d failed: " .. dir.stderr end
+  if not dir.ok then error("mktemp -d failed: " .. dir.stderr, 2) end
   dir = dir.stdout:gsub("\n$", "")
   local f = assert(io.open(dir .. "/values.c", "w"))
   f:write(table.concat(src, "\n"))
@@ -277,7 +291,8 @@ function M.c_values(exprs, headers)
   r = M.sh("cc -D_GNU_SOURCE -o " .. exe .. " " .. M.quote(dir .. "/values.c")
     .. " && " .. exe)
   M.sh("rm -rf " .. M.quote(dir))
-  if not r.ok then return nil, "cannot compile the header probe: " .. r.stderr end
+  -- a probe that does not compile is a broken test, not the environment
+  if not r.ok then error("cannot compile or run the header probe: " .. r.stderr .. "\n" .. key, 2) end
 
   local t = {}
   for n, v in r.stdout:gmatch("(%S+) (%-?%d+)") do t[n] = math.tointeger(tonumber(v)) end

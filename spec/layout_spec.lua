@@ -383,6 +383,44 @@ describe("sysvshm.layout.struct", function()
     end)
   end)
 
+  -- issue 10 item 7: {"a", "i8", 1 << 61} was a struct of 0 bytes (8 * 2^61
+  -- wrapped around), and cdecl then asserted wrong sizes.
+  it("raises when a size or offset would pass math.maxinteger, never wraps", function()
+    local MAX = math.maxinteger
+    local big = layout.struct({ { "a", "c" .. MAX } }) -- fits exactly
+    assert.equal(MAX, big.size)
+    local huge = layout.struct({ { "a", "i1", MAX - 7 } }) -- MAX - 7 bytes, aligned to 1
+    local cases = {
+      { { { "a", "i8", 1 << 61 } }, "field 'a': 2305843009213693952 elements of 8 bytes" },
+      { { { "a", "i8", MAX } }, "field 'a': %d+ elements of 8 bytes" },
+      { { { "a", "i2", (MAX >> 1) + 1 } }, "field 'a'" },
+      { { { "a", "c" .. MAX, 2 } }, "field 'a': 2 elements of " .. MAX .. " bytes" },
+      { { { "a", "c" .. MAX }, { "b", "i1" } }, "field 'b' %(1 bytes%) would end past" },
+      { { { "a", "i1", MAX - 3 }, { "b", "i4" } }, "field 'b' %(4 bytes%) would end past" },
+      { { { "a", "i1", MAX - 7 }, { "b", "i8" } }, "field 'b' %(8 bytes%) would end past" },
+      { { { "a", "i8" }, { "b", "i1", MAX - 8 } }, "cannot be padded to its alignment %(8%)" },
+      { { { "a", big }, { "b", big } }, "field 'b' %(" .. MAX .. " bytes%) would end past" },
+      { { { "a", big, 2 } }, "field 'a': 2 elements of " .. MAX .. " bytes" },
+      { { { "x", "i8" }, { "a", huge } }, "field 'a' %(" .. (MAX - 7) .. " bytes%) would end past" },
+    }
+    for i, c in ipairs(cases) do
+      local ok, err = pcall(layout.struct, c[1])
+      assert.is_false(ok, "definition #" .. i .. " gave " .. tostring(err))
+      assert.matches(c[2], tostring(err), nil, false, "definition #" .. i)
+      assert.matches("too large", tostring(err))
+    end
+    -- the largest that fit are laid out exactly, with cdecl saying so
+    local L = layout.struct({ { "a", "i8" }, { "b", "i1", MAX - 15 } }, "edge")
+    assert.equal(MAX - 7, L.size)
+    assert.equal(8, L:offset("b"))
+    assert.equal(MAX - 8, L:offset("b[" .. (MAX - 15) .. "]"))
+    assert.matches("sizeof%(struct edge%) == " .. (MAX - 7) .. ",", L:cdecl())
+    -- and an index past math.maxinteger in a path is out of range, not a crash
+    local ok, err = pcall(L.offset, L, "b[99999999999999999999]")
+    assert.is_false(ok)
+    assert.matches("index 99999999999999999999 out of range for field 'b'", err)
+  end)
+
   it("raises for unknown fields and bad paths in offset", function()
     local N = CASES.nested
     for _, p in ipairs({ "nope", "pts[0].x", "pts[4].x", "p.z", "flag.x", "flag[1]", "", "pts.x" }) do

@@ -38,18 +38,21 @@ local PRELUDE = [[
 -- ---- tests ----------------------------------------------------------------------
 
 describe("shm.mutex", function()
-  it("takes MUTEX_SIZE bytes aligned to MUTEX_ALIGN, as pthread_mutex_t", function()
-    local v, why = h.c_values({ { "size", "sizeof(pthread_mutex_t)" },
-                                { "align", "_Alignof(pthread_mutex_t)" } }, { "pthread.h" })
-    if not v then
-      pending(why)
-      return
-    end
-    assert.equals(v.size, shm.MUTEX_SIZE)
-    assert.equals(v.align, shm.MUTEX_ALIGN)
-    assert.equals("integer", math.type(shm.MUTEX_SIZE))
-    assert.is_true(shm.MUTEX_ALIGN >= 1 and shm.MUTEX_ALIGN & (shm.MUTEX_ALIGN - 1) == 0)
-    assert.is_true(shm.MUTEX_SIZE % shm.MUTEX_ALIGN == 0)
+  it("is one 64-bit word: 0 when free, the holder's thread id in its low 22 bits", function()
+    assert.equals(8, shm.MUTEX_SIZE)
+    assert.equals(8, shm.MUTEX_ALIGN)
+    local seg = new_segment(64)
+    seg:fill(0xA5)
+    local m = shm.mutex(seg, 8)
+    assert.equals(0, seg:atomic_load(8))
+    local pid = io.open("/proc/self/stat"):read("n") -- the main thread's id
+    assert.is_true(m:lock())
+    assert.equals(pid, seg:atomic_load(8) & 0x3fffff)
+    m:unlock()
+    assert.equals(0, seg:atomic_load(8))
+    -- nothing around it was touched
+    assert.equals(("\xA5"):rep(8), seg:read(0, 8))
+    assert.equals(("\xA5"):rep(48), seg:read(16, 48))
   end)
 
   it("refuses misaligned or out-of-bounds offsets, read-only segments and bad options", function()
@@ -74,6 +77,15 @@ describe("shm.mutex", function()
       1, true)
     assert.matches("table expected", errmsg(shm.mutex, seg, 0, true), 1, true)
     assert.matches("sysvshm.segment expected", errmsg(shm.mutex, {}, 0), 1, true)
+    -- an unknown option raises and initialises nothing (issue 10, item 5)
+    local held = shm.mutex(seg, 0)
+    assert.is_true(held:lock())
+    local word = seg:atomic_load(0)
+    assert.matches("unknown option 'opne'", errmsg(shm.mutex, seg, 0, { opne = true }), 1, true)
+    assert.matches("unknown option '1'; the options are: open", errmsg(shm.mutex, seg, 0, { true }),
+      1, true)
+    assert.equals(word, seg:atomic_load(0))
+    assert.is_true(held:unlock())
     ro:detach()
   end)
 
@@ -256,6 +268,66 @@ describe("shm.mutex", function()
     other:unlock()
   end)
 
+  -- issue 10, item 2: a held mutex re-initialised, then a failed unlock,
+  -- led to a segfault (glibc kept it on the robust list of the thread)
+  it("re-initialised while held: unlock fails with EPERM and leaves the handle released", function()
+    local seg, id = new_segment(64)
+    local m = shm.mutex(seg, 0)
+    assert.is_true(m:lock())
+    shm.mutex(seg, 0) -- initialises it again, unlocked
+    assert.equals(0, seg:atomic_load(0))
+    local ok, msg, en = m:unlock()
+    assert.is_nil(ok)
+    assert.matches("taken from this handle", msg, 1, true)
+    assert.equals(1, en) -- EPERM
+    assert.is_false(m:locked())
+    assert.is_true(m:lock(1)) -- usable again through the same handle
+    assert.is_true(m:unlock())
+    -- nothing is held: the segment detaches, and locks elsewhere still work
+    assert.is_true(seg:detach())
+    release(id)
+    local other = new_segment(64)
+    local m2 = shm.mutex(other, 0)
+    assert.is_true(m2:lock(1))
+    assert.is_true(m2:unlock())
+  end)
+
+  -- issue 10, item 1: glibc's unlock wrote through list pointers stored in
+  -- the mutex, which another process can overwrite
+  it("a held lock overwritten by a peer: unlock writes nothing but the word", function()
+    local seg = new_segment(128)
+    local m = shm.mutex(seg, 64)
+    for _, fill in ipairs({ 0xFF, 0x00, 0x41 }) do
+      assert.is_true(m:lock())
+      local own = seg:atomic_load(64)
+      -- a peer scribbles over the word and everything around it
+      seg:fill(fill, 0, 128)
+      local around = seg:read(0, 64) .. seg:read(72, 56)
+      local ok, _, en = m:unlock()
+      if seg:atomic_load(64) == own then -- unchanged (fill 0x41 cannot be ours)
+        assert.is_true(ok)
+      else
+        assert.is_nil(ok)
+        assert.equals(1, en)
+      end
+      assert.is_false(m:locked())
+      assert.equals(around, seg:read(0, 64) .. seg:read(72, 56))
+      shm.mutex(seg, 64)
+    end
+  end)
+
+  it("lock with a timeout answers false, 'timeout' on garbage it cannot judge", function()
+    local seg = new_segment(64)
+    local m = shm.mutex(seg, 0)
+    -- a word naming a thread 1 of another pid namespace (identity bits all
+    -- ones): never taken over
+    seg:atomic_store(0, -1 & ~0x3fffff | 1)
+    local t0 = shm.clock()
+    assert.same({ false, "timeout" }, { m:lock(0.2) })
+    assert.is_true(shm.clock() - t0 < 2)
+    assert.same({ false }, { m:trylock() })
+  end)
+
   it("trylock and a lock with a timeout fail while another process holds it", function()
     local seg, id = new_segment(128)
     seg:fill(0)
@@ -273,8 +345,8 @@ describe("shm.mutex", function()
     assert.is_truthy(poll(function() return seg:atomic_load(64) == 1 end))
     release(id)
     assert.same({ false }, { m:trylock() })
-    assert.same({ false }, { m:lock(0) })
-    assert.same({ false }, { m:lock(0.05) })
+    assert.same({ false, "timeout" }, { m:lock(0) })
+    assert.same({ false, "timeout" }, { m:lock(0.05) })
     assert.is_false(m:locked())
     seg:atomic_store(72, 1)
     seg:wake(72)

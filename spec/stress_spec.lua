@@ -553,10 +553,10 @@ describe("permissions, as unprivileged users", function()
     return seg, id, key
   end
 
-  it("0600 of root: nobody gets EACCES for every way in and EPERM for every change", function()
+  it("0600 of root: nobody gets EACCES for every way in and EPERM for every change #env", function()
     local seg, id, key = segment(tonumber("600", 8), "secret")
     local out, why = as("nobody", "nogroup", PROBE, id, key)
-    if not out then pending(why) return end
+    if not out then pending(h.env(why)) return end
     local t = fields(out)
     local E, P = tostring(shm.EACCES), tostring(shm.EPERM)
     -- IPC_SET is done as IPC_STAT then IPC_SET (fields left out keep their
@@ -573,10 +573,10 @@ describe("permissions, as unprivileged users", function()
     assert.is_false(st.locked)
   end)
 
-  it("0644 of root: nobody attaches read-only only, and every write through it is refused", function()
+  it("0644 of root: nobody attaches read-only only, and every write through it is refused #env", function()
     local seg, id = segment(tonumber("644", 8), "public")
     local out, why = as("nobody", "nogroup", PROBE, id)
-    if not out then pending(why) return end
+    if not out then pending(h.env(why)) return end
     local t = fields(out)
     local E, P = tostring(shm.EACCES), tostring(shm.EPERM)
     assert.same({ attach = E, attach_ro = "ok", shmat = E, shmat_ro = "ok", stat = "ok",
@@ -586,10 +586,10 @@ describe("permissions, as unprivileged users", function()
     assert.equal(tonumber("644", 8), shm.stat(id).mode)
   end)
 
-  it("0622 of root (writable, not readable by others): nobody cannot attach at all", function()
+  it("0622 of root (writable, not readable by others): nobody cannot attach at all #env", function()
     local _, id = segment(tonumber("622", 8), "hidden")
     local out, why = as("nobody", "nogroup", PROBE, id)
-    if not out then pending(why) return end
+    if not out then pending(h.env(why)) return end
     local t = fields(out)
     local E = tostring(shm.EACCES)
     assert.equal(E, t.attach)
@@ -598,11 +598,11 @@ describe("permissions, as unprivileged users", function()
     assert.equal(E, t.stat)
   end)
 
-  it("0640 with group nogroup: nobody reads through the group bits, cannot write", function()
+  it("0640 with group nogroup: nobody reads through the group bits, cannot write #env", function()
     local seg, id = segment(tonumber("640", 8), "group")
     assert(shm.shmctl(id, shm.IPC_SET, { gid = 65534 }))
     local out, why = as("nobody", "nogroup", PROBE, id)
-    if not out then pending(why) return end
+    if not out then pending(h.env(why)) return end
     local t = fields(out)
     assert.equal(tostring(shm.EACCES), t.attach)
     assert.equal("ok", t.attach_ro)
@@ -611,10 +611,10 @@ describe("permissions, as unprivileged users", function()
     assert.equal("group", seg:cstring(0))
   end)
 
-  it("0666, made so on purpose, is what lets nobody write", function()
+  it("0666, made so on purpose, is what lets nobody write #env", function()
     local seg, id = segment(tonumber("666", 8), "open")
     local out, why = as("nobody", "nogroup", PROBE, id)
-    if not out then pending(why) return end
+    if not out then pending(h.env(why)) return end
     local t = fields(out)
     assert.equal("ok", t.attach)
     assert.equal("ok", t.rw_write)
@@ -647,7 +647,7 @@ describe("permissions, as unprivileged users", function()
     assert.equal(tonumber("600", 8), shm.stat(id).mode)
   end)
 
-  it("a segment nobody creates with the defaults is closed to another user (daemon)", function()
+  it("a segment nobody creates with the defaults is closed to another user (daemon) #env", function()
     local out, why = as("nobody", "nogroup", [[
       local shm = require "sysvshm"
       local id = assert(shm.create(shm.IPC_PRIVATE, 64))
@@ -656,14 +656,14 @@ describe("permissions, as unprivileged users", function()
       local st = shm.stat(id)
       io.write(id, " ", st.mode, " ", st.uid, " ", st.cuid)
     ]])
-    if not out then pending(why) return end
+    if not out then pending(h.env(why)) return end
     local id, mode, uid, cuid = out:match("^(%d+) (%d+) (%d+) (%d+)$")
     id = h.track(math.tointeger(tonumber(id)))
     assert.equal(tonumber("600", 8), tonumber(mode))
     assert.equal(65534, tonumber(uid))
     assert.equal(65534, tonumber(cuid))
     local dout, dwhy = as("daemon", "daemon", PROBE, id)
-    if not dout then pending(dwhy) return end
+    if not dout then pending(h.env(dwhy)) return end
     local t = fields(dout)
     local E, P = tostring(shm.EACCES), tostring(shm.EPERM)
     assert.equal(E, t.attach)

@@ -52,10 +52,11 @@ local CHUNKS = {
   { name = "sequences", sequences = true },
 }
 
--- Bugs the sweep found that crash or corrupt: each has a probe (a child
--- chunk printing "ok" once the bug is fixed).  While a probe fails, its
--- test is pending and the sweep leaves out the values that trigger it; once
--- fixed, they are swept like any other.
+-- Bugs the sweep found that crashed or corrupted, each with a probe (a
+-- child chunk that prints "ok" when the bug is not there): each is a test
+-- of its own that fails, printing the probe, while the bug is there, and
+-- the values that trigger it stay in the sweep (whose failure then names
+-- the call) -- a known bug is a failing test, never a pending one.
 local KNOWN = {
   { id = "with-detach",
     what = "BUG (src/sync.c mutex_with): a segfault when fn unlocks the mutex (m:unlock() "
@@ -92,14 +93,12 @@ local KNOWN = {
 -- The child: lua5.4 spec/sweep_spec.lua CHUNK MODE PROGRESS
 -- ===========================================================================
 
-local function child(chunkname, mode, progress_path, bugs)
+local function child(chunkname, mode, progress_path)
   local shm = require "sysvshm"
   local channel = require "sysvshm.channel"
   local layout = require "sysvshm.layout"
 
   local private = mode == "private"
-  local active = {} -- known bugs not fixed yet: their values are left out
-  for b in (bugs or ""):gmatch("[^,]+") do active[b] = true end
   local scale = tonumber(os.getenv("SYSVSHM_STRESS_SCALE") or "") or 1
   -- the whole cross product up to FULL combinations, else SAMPLE random ones
   local FULL = math.max(1500, math.floor(25000 * scale))
@@ -331,10 +330,8 @@ local function child(chunkname, mode, progress_path, bugs)
     fn = { V("raises", function() error("boom") end),
       V("raises a table", function() error({}) end),
       V("unlocks mA", function() return F.mA:unlock() end),
-      { name = "unlocks mA, detaches A", bug = "with-detach",
-        v = function() F.mA:unlock() return F.A:detach() end },
-      { name = "collects mA, detaches A", bug = "with-detach",
-        v = function() getmetatable(F.mA).__gc(F.mA) return F.A:detach() end },
+      V("unlocks mA, detaches A", function() F.mA:unlock() return F.A:detach() end), -- KNOWN with-detach
+      V("collects mA, detaches A", function() getmetatable(F.mA).__gc(F.mA) return F.A:detach() end),
       V("detaches A", function() return F.A:detach() end),
       V("locks mA", function() return F.mA:lock(0) end),
       V("yields", function() return coroutine.yield() end) },
@@ -356,9 +353,7 @@ local function child(chunkname, mode, progress_path, bugs)
     if lists[key] then return lists[key] end
     local l = {}
     for _, v in ipairs(GENERIC) do l[#l + 1] = v end
-    for _, v in ipairs(EXTRA[kind] or {}) do
-      if not (v.bug and active[v.bug]) then l[#l + 1] = v end
-    end
+    for _, v in ipairs(EXTRA[kind] or {}) do l[#l + 1] = v end
     if optional then l[#l + 1] = { name = "<none>", none = true } end
     local seen = {}
     for _, v in ipairs(l) do
@@ -1020,34 +1015,22 @@ local function quiet(cmd)
   return h.sh("sh -c " .. h.quote(h.lua_env() .. cmd .. " 2>&3") .. " 3>&2 2>/dev/null")
 end
 
--- Which known bugs are still there (probed once, in child processes).
-local still = nil
-local function known_bugs()
-  if still then return still end
-  still = {}
+-- Each bug the sweep found is a test: its probe runs in a child process
+-- and must print "ok"; a failure shows the bug, what the probe printed and
+-- the probe itself (the reproducing input).
+describe("bugs the sweep found stay fixed", function()
   for _, b in ipairs(KNOWN) do
-    local file = h.tmpfile()
-    local f = assert(io.open(file, "w"))
-    f:write(b.probe)
-    f:close()
-    -- a probe may crash on purpose: it runs the plain build (make's) and
-    -- not under tools/check.sh's sanitizer or valgrind wrappers, whose logs
-    -- would count the crash as a new finding
-    local r = quiet("env SYSVSHM_NO_WRAP=1 LUA_CPATH_5_4=" .. h.quote(h.root .. "/build/?.so;;")
-      .. " " .. h.lua .. " " .. h.quote(file))
-    if not (r.ok and r.stdout == "ok") then still[b.id] = r end
-  end
-  return still
-end
-
-describe("known bugs found by the sweep", function()
-  for _, b in ipairs(KNOWN) do
-    it(b.id .. " is fixed", function()
-      local r = known_bugs()[b.id]
-      if r then
-        pending(b.what .. " [probe: " .. h.explain(r) .. "]")
-        return
-      end
+    it(b.id, function()
+      local file = h.tmpfile()
+      local f = assert(io.open(file, "w"))
+      f:write(b.probe)
+      f:close()
+      -- a probe may crash: it runs the plain build (make's) and not under
+      -- tools/check.sh's sanitizer or valgrind wrappers (their logs would
+      -- report the crash a second time, apart from this test)
+      local r = quiet("env SYSVSHM_NO_WRAP=1 LUA_CPATH_5_4=" .. h.quote(h.root .. "/build/?.so;;")
+        .. " " .. h.lua .. " " .. h.quote(file))
+      assert(r.ok and r.stdout == "ok", ("%s\nprobe: %s\nthe probe:\n%s"):format(b.what, h.explain(r), b.probe))
     end)
   end
 end)
@@ -1070,13 +1053,9 @@ describe("bad-input sweep", function()
       and (table.concat(chunk.targets, " ") .. ": every call returns or raises, touches only its own range")
       or "random call sequences never crash"), function()
       local progress = h.tmpfile()
-      local bugs = {}
-      for id in pairs(known_bugs()) do bugs[#bugs + 1] = id end
-      table.sort(bugs)
       local cmd = "timeout -s KILL " .. LIMIT .. " "
         .. (private and "unshare --ipc " or "") .. h.lua .. " spec/sweep_spec.lua "
-        .. chunk.name .. " " .. mode .. " " .. h.quote(progress) .. " "
-        .. h.quote(table.concat(bugs, ","))
+        .. chunk.name .. " " .. mode .. " " .. h.quote(progress)
       local r = quiet(cmd)
       local pidf = io.open(progress .. ".pid")
       local pid = pidf and math.tointeger(tonumber(pidf:read("l")))

@@ -3,23 +3,31 @@
  * for several senders and receivers in several processes.
  *
  * Region layout (offsets from the region start; native byte order):
- *     0  u32 magic "SVCH", u32 version (2)
+ *     0  u32 magic "SVCH", u32 version (3)
  *     8  u64 capacity (bytes of the ring), u64 region size
  *    24  u32 closed
- *    64  u64 tail (bytes ever sent), u32 data_seq, u32 recv_waiters
+ *    64  u64 tail (bytes ever sent, plus 1 once closed), u32 data_seq,
+ *        u32 recv_waiters
  *   128  u64 head (bytes ever received), u32 space_seq, u32 send_waiters
- *   192  robust mutex serialising senders
- *   256  robust mutex serialising receivers
+ *   192  u64 lock word serialising senders (lock.c)
+ *   256  u64 lock word serialising receivers
  *   320  the ring: records of an 8-byte length and the message padded to 8
  *        bytes, wrapping around the end of the ring.
  *
- * Senders own tail, receivers own head; a message is published by the store
- * of tail after its bytes are written, and consumed by the store of head
- * after they are copied out, so a process that dies mid-call leaves the
- * queue consistent (its robust mutex passes to the next caller).  Lengths
- * and positions read from shared memory are validated before use, so a
- * corrupt region raises an error and never reads or writes outside the
+ * Senders own tail, receivers own head; a message is published by the
+ * compare-and-swap of tail after its bytes are written, and consumed by the
+ * store of head after they are copied out, so a process that dies mid-call
+ * leaves the queue consistent (its lock passes to the next caller, lock.c).
+ * Lengths and positions read from shared memory are validated before use,
+ * so a corrupt region raises an error and never reads or writes outside the
  * segment.
+ *
+ * Closing sets bit 0 of tail (positions are multiples of 8) as well as the
+ * closed word.  A sender publishes with a compare-and-swap from the tail it
+ * read, which fails once the bit is set: so a send either lands before the
+ * close, and receivers see it, or returns "closed".  A receiver that reads
+ * a tail with the bit set and nothing between head and it knows nothing
+ * more will come.
  *
  * Each side writes one header line per message: senders the tail line,
  * receivers the head line.  Each line also holds what the *other* side
@@ -37,9 +45,9 @@
  * word and makes the wake system call.  close() always bumps and wakes.
  *
  * Version 1 bumped the sequence word for every message and kept the
- * waiter counts on the other side's line; mixing the two would cost
- * version 1 sleepers up to a second per lost wake-up, so open() refuses a
- * region of another version.
+ * waiter counts on the other side's line; version 2 used glibc robust
+ * mutexes (which trust pointers in the region) and a closed word alone;
+ * open() refuses a region of another version.
  */
 
 /***
@@ -52,7 +60,6 @@
  * @section methods
  */
 #include <errno.h>
-#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,7 +70,7 @@
 
 #define CHANNEL_TNAME "sysvshm.channel"
 #define CH_MAGIC 0x48435653u /* "SVCH" */
-#define CH_VERSION 2u
+#define CH_VERSION 3u
 #define CH_HEADER 320u
 #define CH_MIN_REGION 1024u
 #define CH_ALIGN 64u
@@ -79,10 +86,10 @@ typedef struct ChHeader {
   uint64_t head;                   /* written by receivers, each message */
   uint32_t space_seq, send_waiters; /* written by sleeping senders */
   unsigned char pad2[64 - 16];
-  pthread_mutex_t send_lock;
-  unsigned char pad3[64 - sizeof(pthread_mutex_t)];
-  pthread_mutex_t recv_lock;
-  unsigned char pad4[64 - sizeof(pthread_mutex_t)];
+  uint64_t send_lock;
+  unsigned char pad3[64 - 8];
+  uint64_t recv_lock;
+  unsigned char pad4[64 - 8];
 } ChHeader;
 
 typedef char ch_header_size_check[sizeof(ChHeader) == CH_HEADER ? 1 : -1];
@@ -91,6 +98,7 @@ typedef char ch_header_size_check[sizeof(ChHeader) == CH_HEADER ? 1 : -1];
 typedef struct Channel {
   const void *tag; /* &ch_tag: marks a real channel handle */
   Segment *seg;
+  lua_State *main; /* the main thread, for sync_waitinit */
   size_t off;      /* region start in the segment */
   size_t region;   /* region size, header included */
   size_t maxmsg;   /* largest message accepted */
@@ -131,12 +139,20 @@ static unsigned char *ring(const Channel *c) {
 /* As for segments (seg_test): a tag instead of a metatable lookup. */
 static const char ch_tag = 0;
 
+/* The handle, without looking at its segment: methods check their
+ * arguments (which may convert values and so run a finalizer that detaches
+ * the segment), then ch_attached, then use the region with no Lua call in
+ * between. */
 static Channel *ch_check(lua_State *L) {
   Channel *c = (Channel *)lua_touserdata(L, 1);
 
   if (c == NULL || lua_rawlen(L, 1) != sizeof *c || c->tag != &ch_tag)
     luaL_typeerror(L, 1, CHANNEL_TNAME);
 
+  return c;
+}
+
+static Channel *ch_attached(lua_State *L, Channel *c) {
   if (c->seg->addr == NULL)
     luaL_error(L, "attempt to use a channel in a detached segment");
 
@@ -145,24 +161,22 @@ static Channel *ch_check(lua_State *L) {
 
 /* ---- locking ------------------------------------------------------------- */
 
-/* 1 locked, 0 timed out; raises on other failures (nothing is held then). */
-static int ch_lock(lua_State *L, pthread_mutex_t *m,
+/* CH_OK when locked (also from a dead owner: the queue is consistent at
+ * every store), CH_TIMEOUT, CH_INTERRUPTED, or CH_CORRUPT for a lock word
+ * that names this thread (no call keeps it held across calls). */
+static int ch_lock(const ShmWaiter *wt, uint64_t *w,
                    const struct timespec *deadline) {
-  int rc = deadline ? pthread_mutex_clocklock(m, CLOCK_MONOTONIC, deadline)
-                    : pthread_mutex_lock(m);
-
-  if (rc == EOWNERDEAD) { /* the queue is consistent at every store */
-    pthread_mutex_consistent(m);
-    return 1;
+  switch (shm_lock(wt, w, deadline)) {
+  case SHM_LOCK_OK:
+  case SHM_LOCK_OWNERDIED:
+    return CH_OK;
+  case SHM_LOCK_TIMEOUT:
+    return CH_TIMEOUT;
+  case SHM_LOCK_INTERRUPTED:
+    return CH_INTERRUPTED;
+  default:
+    return CH_CORRUPT;
   }
-
-  if (rc == ETIMEDOUT)
-    return 0;
-
-  if (rc != 0)
-    luaL_error(L, "channel lock: %s", strerror(rc));
-
-  return 1;
 }
 
 #define CH_SPIN_MAX 2048 /* rounds of cpu_relax before sleeping, at most */
@@ -213,12 +227,25 @@ static int spin_start(void) {
  * its wake.  A sleeper killed while counted leaves waiters above zero for
  * good: that costs the other side a bump and a wake call per message, never
  * a lost wake-up. */
-static int ch_wait(lua_State *L, Channel *c, const uint64_t *index,
+static int ch_wait(const ShmWaiter *wt, Channel *c, const uint64_t *index,
                    uint64_t stale, uint32_t *seq, uint32_t *waiters,
                    const uint32_t *closed, const struct timespec *deadline) {
   struct timespec limit;
   uint32_t seen;
   int capped, r, i;
+
+  /* Looked at on every call, not only when sleeping: an index that keeps
+   * moving without ever making room (a peer writing over it) must not keep
+   * the caller past its deadline, or past Ctrl-C. */
+  if (deadline != NULL) {
+    clock_gettime(CLOCK_MONOTONIC, &limit);
+    if (limit.tv_sec > deadline->tv_sec ||
+        (limit.tv_sec == deadline->tv_sec && limit.tv_nsec >= deadline->tv_nsec))
+      return CH_TIMEOUT;
+  }
+
+  if (sync_interrupted(wt))
+    return CH_INTERRUPTED;
 
   /* The other side usually answers within microseconds: watch its index
    * for a while before paying for system calls and a context switch.  The
@@ -252,7 +279,7 @@ static int ch_wait(lua_State *L, Channel *c, const uint64_t *index,
       __atomic_load_n(closed, __ATOMIC_SEQ_CST))
     r = 1; /* moved (or closed) since we looked: no sleep */
   else
-    r = sync_futexwait(L, seq, seen, capped ? &limit : deadline);
+    r = sync_futexwait(wt, seq, seen, capped ? &limit : deadline);
   __atomic_fetch_sub(waiters, 1, __ATOMIC_SEQ_CST);
   switch (r) {
   case 0: return capped ? CH_OK : CH_TIMEOUT;
@@ -320,11 +347,14 @@ CH_INLINE int ch_put(lua_State *L, Channel *c, const ChMsg *m,
   ChHeader *h = header(c);
   uint64_t cap = c->cap, need, tail;
   size_t len = m->len;
-  int why = CH_OK;
+  ShmWaiter wt;
+  int why;
 
   need = 8u + round8(len);
-  if (!ch_lock(L, &h->send_lock, deadline))
-    return CH_TIMEOUT;
+  sync_waitinit(&wt, L, c->main);
+  why = ch_lock(&wt, &h->send_lock, deadline);
+  if (why != CH_OK)
+    return why;
 
   /* tail is ours while we hold the send lock.  head_seen is a head this
    * handle read earlier (validated then: a multiple of 8, at most cap
@@ -338,10 +368,16 @@ CH_INLINE int ch_put(lua_State *L, Channel *c, const ChMsg *m,
    * the message does not fit, read head again and validate it against
    * tail.  A corrupt tail (not a multiple of 8, or too far from head_seen)
    * is caught here or by that validation; positions are taken mod cap, so
-   * whatever passes stays inside the ring. */
+   * whatever passes stays inside the ring.  Bit 0 of tail is the closed
+   * flag (see the top). */
   tail = __atomic_load_n(&h->tail, __ATOMIC_RELAXED);
-  if (tail % 8 != 0)
+  if (tail & 6) {
     why = CH_CORRUPT;
+  } else if (tail & 1) { /* closed, unless it is out of range */
+    uint64_t head = __atomic_load_n(&h->head, __ATOMIC_SEQ_CST);
+
+    why = (tail - 1 - head > cap || head % 8 != 0) ? CH_CORRUPT : CH_CLOSED;
+  }
 
   while (why == CH_OK) {
     uint64_t used = tail - c->head_seen;
@@ -362,7 +398,7 @@ CH_INLINE int ch_put(lua_State *L, Channel *c, const ChMsg *m,
       c->head_seen = head;
       c->have_head = 1;
       if (cap - (tail - head) < need) {
-        why = ch_wait(L, c, &h->head, head, &h->space_seq, &h->send_waiters,
+        why = ch_wait(&wt, c, &h->head, head, &h->space_seq, &h->send_waiters,
                       &h->closed, deadline);
         continue;
       }
@@ -387,20 +423,27 @@ CH_INLINE int ch_put(lua_State *L, Channel *c, const ChMsg *m,
           ring_put(ring(c), cap, tail + 8, m->scratch, len);
         }
       }
-      __atomic_store_n(&h->tail, tail + need, __ATOMIC_SEQ_CST);
+      /* Published unless closed meanwhile (or the word was overwritten):
+       * the compare-and-swap fails then, and the message is not sent. */
+      if (!__atomic_compare_exchange_n(&h->tail, &tail, tail + need, 0,
+                                       __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) {
+        why = (tail & 1) ? CH_CLOSED : CH_CORRUPT;
+        break;
+      }
       ch_publish(&h->data_seq, &h->recv_waiters);
       break;
     }
   }
 
-  pthread_mutex_unlock(&h->send_lock);
+  (void)shm_unlock(&h->send_lock); /* not ours only if overwritten */
   return why;
 }
 
 /* send's and sendpack's results (raises for a corrupt region). */
 static int ch_sent(lua_State *L, int why) {
   if (why == CH_CORRUPT)
-    luaL_error(L, "channel region is corrupt (head/tail out of range)");
+    luaL_error(L, "channel region is corrupt (head, tail or lock word out "
+                  "of range)");
 
   lua_pushboolean(L, why == CH_OK);
   if (why == CH_OK)
@@ -439,6 +482,7 @@ static int ch_send(lua_State *L) {
   if (timed)
     sync_deadline(&deadline, seconds);
 
+  ch_attached(L, c); /* after the arguments, which may have run Lua code */
   return ch_sent(L, ch_put(L, c, &m, timed ? &deadline : NULL));
 }
 
@@ -520,6 +564,7 @@ static int ch_sendpack(lua_State *L) {
   if (timed)
     sync_deadline(&deadline, seconds);
 
+  ch_attached(L, c); /* after the arguments, which may have run Lua code */
   return ch_sent(L, ch_put(L, c, &m, timed ? &deadline : NULL));
 }
 
@@ -531,11 +576,14 @@ CH_INLINE int ch_take(lua_State *L, Channel *c,
                       const struct timespec *deadline, uint64_t *plen) {
   ChHeader *h = header(c);
   uint64_t cap = c->cap, head, len = 0;
-  int why = CH_OK;
+  ShmWaiter wt;
+  int why;
 
   *plen = 0;
-  if (!ch_lock(L, &h->recv_lock, deadline))
-    return CH_TIMEOUT;
+  sync_waitinit(&wt, L, c->main);
+  why = ch_lock(&wt, &h->recv_lock, deadline);
+  if (why != CH_OK)
+    return why;
 
   /* head is ours while we hold the receive lock.  tail_seen is a tail
    * this handle read earlier (validated then).  For a region nobody
@@ -554,7 +602,15 @@ CH_INLINE int ch_take(lua_State *L, Channel *c,
     uint64_t avail = c->tail_seen - head;
 
     if (!c->have_tail || avail == 0 || avail > cap) {
-      uint64_t tail = __atomic_load_n(&h->tail, __ATOMIC_SEQ_CST);
+      uint64_t raw = __atomic_load_n(&h->tail, __ATOMIC_SEQ_CST);
+      uint64_t tail = raw & ~(uint64_t)1; /* bit 0: closed */
+
+      if (!(raw & 1) && __atomic_load_n(&h->closed, __ATOMIC_SEQ_CST)) {
+        /* close() sets the bit before the word: look again (a peer that
+         * set the word alone gets "closed" too, once empty) */
+        raw = __atomic_load_n(&h->tail, __ATOMIC_SEQ_CST) | 1u;
+        tail = raw & ~(uint64_t)1;
+      }
 
       if (tail - head > cap || tail % 8 != 0) {
         why = CH_CORRUPT;
@@ -565,17 +621,14 @@ CH_INLINE int ch_take(lua_State *L, Channel *c,
       c->have_tail = 1;
       avail = tail - head;
       if (avail == 0) {
-        /* Closed, and still empty when looked at after seeing closed: a
-         * message sent before close() is never left behind. */
-        if (__atomic_load_n(&h->closed, __ATOMIC_SEQ_CST)) {
-          if (__atomic_load_n(&h->tail, __ATOMIC_SEQ_CST) == head) {
-            why = CH_CLOSED;
-            break;
-          }
-          continue;
+        /* Closed and empty: no send can land after the bit (its
+         * compare-and-swap fails), so nothing is left behind. */
+        if (raw & 1) {
+          why = CH_CLOSED;
+          break;
         }
 
-        why = ch_wait(L, c, &h->tail, tail, &h->data_seq, &h->recv_waiters,
+        why = ch_wait(&wt, c, &h->tail, raw, &h->data_seq, &h->recv_waiters,
                       &h->closed, deadline);
         continue;
       }
@@ -605,7 +658,7 @@ CH_INLINE int ch_take(lua_State *L, Channel *c,
     break;
   }
 
-  pthread_mutex_unlock(&h->recv_lock);
+  (void)shm_unlock(&h->recv_lock); /* not ours only if overwritten */
   *plen = len;
   return why;
 }
@@ -647,6 +700,7 @@ static int ch_recv(lua_State *L) {
   if (timed)
     sync_deadline(&deadline, seconds);
 
+  ch_attached(L, c); /* after the arguments, which may have run Lua code */
   why = ch_take(L, c, timed ? &deadline : NULL, &len);
   if (why != CH_OK)
     return ch_nomsg(L, why, len);
@@ -730,6 +784,7 @@ static int ch_recvunpack(lua_State *L) {
   if (timed)
     sync_deadline(&deadline, seconds);
 
+  ch_attached(L, c); /* after the arguments, which may have run Lua code */
   why = ch_take(L, c, timed ? &deadline : NULL, &len);
   if (why != CH_OK)
     return ch_nomsg(L, why, len);
@@ -776,9 +831,10 @@ static int ch_recvunpack(lua_State *L) {
  * @function channel:close
  */
 static int ch_close(lua_State *L) {
-  Channel *c = ch_check(L);
-  ChHeader *h = header(c);
+  ChHeader *h = header(ch_attached(L, ch_check(L)));
 
+  /* the bit first: sends fail from here on (see the top) */
+  __atomic_fetch_or(&h->tail, 1u, __ATOMIC_SEQ_CST);
   __atomic_store_n(&h->closed, 1u, __ATOMIC_SEQ_CST);
   __atomic_fetch_add(&h->data_seq, 1, __ATOMIC_SEQ_CST);
   __atomic_fetch_add(&h->space_seq, 1, __ATOMIC_SEQ_CST);
@@ -793,9 +849,10 @@ static int ch_close(lua_State *L) {
  * @treturn boolean
  */
 static int ch_closed(lua_State *L) {
-  Channel *c = ch_check(L);
+  ChHeader *h = header(ch_attached(L, ch_check(L)));
 
-  lua_pushboolean(L, __atomic_load_n(&header(c)->closed, __ATOMIC_SEQ_CST));
+  lua_pushboolean(L, (__atomic_load_n(&h->tail, __ATOMIC_SEQ_CST) & 1) ||
+                         __atomic_load_n(&h->closed, __ATOMIC_SEQ_CST));
   return 1;
 }
 
@@ -805,7 +862,7 @@ static int ch_closed(lua_State *L) {
  * @treturn integer
  */
 static int ch_maxsize(lua_State *L) {
-  lua_pushinteger(L, (lua_Integer)ch_check(L)->maxmsg);
+  lua_pushinteger(L, (lua_Integer)ch_attached(L, ch_check(L))->maxmsg);
   return 1;
 }
 
@@ -815,8 +872,8 @@ static int ch_maxsize(lua_State *L) {
  * @treturn integer
  */
 static int ch_pending(lua_State *L) {
-  ChHeader *h = header(ch_check(L));
-  uint64_t tail = __atomic_load_n(&h->tail, __ATOMIC_SEQ_CST);
+  ChHeader *h = header(ch_attached(L, ch_check(L)));
+  uint64_t tail = __atomic_load_n(&h->tail, __ATOMIC_SEQ_CST) & ~(uint64_t)1;
   uint64_t head = __atomic_load_n(&h->head, __ATOMIC_SEQ_CST);
 
   lua_pushinteger(L, (lua_Integer)(tail - head));
@@ -846,6 +903,7 @@ static Channel *ch_push(lua_State *L, Segment *s, size_t off, size_t region) {
   Channel *c = (Channel *)lua_newuserdatauv(L, sizeof *c, 1);
 
   c->tag = &ch_tag;
+  c->main = sync_mainthread(L);
   c->spin = spin_start();
   c->have_head = c->have_tail = 0; /* read the other side's index first */
   c->head_seen = c->tail_seen = 0;
@@ -871,7 +929,6 @@ static int ch_new(lua_State *L) {
   size_t region = s->size - off;
   ChHeader *h;
   Channel *c;
-  int rc;
 
   if (!lua_isnoneornil(L, 3)) {
     lua_Integer n = shmL_checkint(L, 3);
@@ -889,18 +946,12 @@ static int ch_new(lua_State *L) {
                                   (int)CH_MIN_REGION));
 
   c = ch_push(L, s, off, region);
-  h = header(c);
+  h = header(ch_attached(L, c)); /* the allocation may have run a finalizer */
   memset(h, 0, sizeof *h);
   h->capacity = c->cap;
   h->region = region;
-  rc = sync_mutexinit(&h->send_lock, 0);
-  if (rc == 0)
-    rc = sync_mutexinit(&h->recv_lock, 0);
-  if (rc != 0) {
-    errno = rc;
-    return shmL_pusherror(L, "pthread_mutex_init");
-  }
-
+  shm_lockinit(&h->send_lock);
+  shm_lockinit(&h->recv_lock);
   h->version = CH_VERSION;
   __atomic_store_n(&h->magic, CH_MAGIC, __ATOMIC_SEQ_CST); /* last: ready */
   return 1;

@@ -77,32 +77,6 @@ static int checkmode(lua_State *L, int arg, lua_Integer v) {
   return (int)v;
 }
 
-/* An options table: nil, or a table whose keys are all in `names`
- * (a typo such as {readOnly = true} is an error, not silently ignored). */
-static void checkopts(lua_State *L, int arg, const char *const names[]) {
-  if (lua_isnoneornil(L, arg))
-    return;
-
-  luaL_checktype(L, arg, LUA_TTABLE);
-  lua_pushnil(L);
-  while (lua_next(L, arg) != 0) {
-    int i, known = 0;
-
-    lua_pop(L, 1);
-    if (lua_type(L, -1) == LUA_TSTRING) {
-      const char *k = lua_tostring(L, -1);
-
-      for (i = 0; names[i] != NULL; i++)
-        known |= strcmp(k, names[i]) == 0;
-    }
-
-    if (!known)
-      luaL_argerror(L, arg,
-                    lua_pushfstring(L, "unknown option '%s'",
-                                    luaL_tolstring(L, -1, NULL)));
-  }
-}
-
 /* Field `k` of the options table at arg, checked by type; returns 0 if
  * absent (or no table), 1 with *v set otherwise. */
 static int optfield_int(lua_State *L, int arg, const char *k, lua_Integer *v) {
@@ -280,7 +254,7 @@ static int shm_create(lua_State *L) {
   lua_Integer mode = DEFAULT_MODE;
   int flags = IPC_CREAT;
 
-  checkopts(L, 3, names);
+  shmL_checkopts(L, 3, names);
   if (optfield_int(L, 3, "mode", &mode))
     (void)checkmode(L, 3, mode);
 
@@ -318,7 +292,7 @@ static int shm_attach(lua_State *L) {
   static const char *const names[] = {"readonly", NULL};
   int id = checkid(L, 1);
 
-  checkopts(L, 2, names);
+  shmL_checkopts(L, 2, names);
   return do_shmat(L, id, optfield_bool(L, 2, "readonly", 0) ? SHM_RDONLY : 0);
 }
 
@@ -416,7 +390,8 @@ static int shm_shmdt(lua_State *L) {
  * @function shmctl
  * @tparam integer id
  * @tparam integer cmd
- * @tparam[opt] table t for IPC_SET
+ * @tparam[opt] table t for IPC_SET, and only there: `uid`, `gid`, `mode`
+ *   (any other key, or a table given with another command, raises)
  * @treturn[1] table|true
  * @treturn[2] nil
  * @treturn[2] string message
@@ -428,6 +403,11 @@ static int shm_shmctl(lua_State *L) {
   int cmd = checkcint(L, 2, "command");
   struct shmid_ds ds;
   lua_Integer v;
+
+  /* a table given to another command would be ignored: refuse it, as an
+   * unknown option is refused */
+  if (cmd != IPC_SET && !lua_isnoneornil(L, 3))
+    luaL_argerror(L, 3, "only IPC_SET takes a table of options");
 
   switch (cmd) {
   case IPC_STAT:
@@ -446,7 +426,7 @@ static int shm_shmctl(lua_State *L) {
 
   case IPC_SET:
     luaL_checktype(L, 3, LUA_TTABLE);
-    checkopts(L, 3, names);
+    shmL_checkopts(L, 3, names);
     memset(&ds, 0, sizeof ds);
     if (shmctl(id, IPC_STAT, &ds) != 0)
       return shmL_pusherror(L, "shmctl");
@@ -616,6 +596,7 @@ int luaopen_sysvshm_core(lua_State *L) {
   seg_createmeta(L);
   sync_open(L);
   channel_open(L);
+  dict_open_module(L);
   luaL_setfuncs(L, shm_funcs, 1); /* every function gets the metatable */
   setconstants(L);
   lua_pushliteral(L, "sysvshm " SYSVSHM_VERSION);

@@ -106,6 +106,48 @@ static unsigned char checkbyte(lua_State *L, int arg) {
   return (unsigned char)v;
 }
 
+/* An options table: nil (or none), or a table whose keys are all in
+ * `names` (NULL-terminated).  Anything else raises: a typo such as
+ * {readOnly = true} or {opne = true} is an error naming the key and the
+ * options there are, never silently ignored.  Only the table's own keys
+ * count (lua_next, no metamethods). */
+void shmL_checkopts(lua_State *L, int arg, const char *const names[]) {
+  if (lua_isnoneornil(L, arg))
+    return;
+
+  luaL_checktype(L, arg, LUA_TTABLE);
+  lua_pushnil(L);
+  while (lua_next(L, arg) != 0) {
+    int i, known = 0;
+
+    lua_pop(L, 1);
+    if (lua_type(L, -1) == LUA_TSTRING) {
+      const char *k = lua_tostring(L, -1);
+
+      for (i = 0; names[i] != NULL; i++)
+        known |= strcmp(k, names[i]) == 0;
+    }
+
+    if (!known) {
+      /* the key as text, on the stack (it stays valid below the buffer) */
+      const char *k = luaL_tolstring(L, -1, NULL);
+      luaL_Buffer b;
+
+      luaL_buffinit(L, &b);
+      luaL_addstring(&b, "unknown option '");
+      luaL_addstring(&b, k);
+      luaL_addstring(&b, "'; the options are: ");
+      for (i = 0; names[i] != NULL; i++) {
+        if (i > 0)
+          luaL_addstring(&b, ", ");
+        luaL_addstring(&b, names[i]);
+      }
+      luaL_pushresult(&b);
+      luaL_argerror(L, arg, lua_tostring(L, -1));
+    }
+  }
+}
+
 int shmL_pusherror(lua_State *L, const char *what) {
   int en = errno; /* calls to the Lua API may change errno */
 

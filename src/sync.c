@@ -1,7 +1,7 @@
 /*
  * Coordination in a segment: sequentially consistent atomics on 64-bit
  * integers, futex wait/wake on 32-bit words (shared futexes, so they work
- * across processes), and a robust process-shared mutex.
+ * across processes), and the mutex handle (its lock is lock.c's).
  */
 
 /***
@@ -17,7 +17,6 @@
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdint.h>
 #include <string.h>
 #include <time.h>
@@ -28,12 +27,6 @@
 #include "sysvshm.h"
 
 #define MUTEX_TNAME "sysvshm.mutex"
-
-struct mutex_align_probe {
-  char c;
-  pthread_mutex_t m;
-};
-#define MUTEX_ALIGN offsetof(struct mutex_align_probe, m)
 
 /* ---- time ---------------------------------------------------------------- */
 
@@ -200,17 +193,51 @@ int sync_futexwake(uint32_t *word, int n) {
   return (int)futex(word, FUTEX_WAKE, (uint32_t)n, NULL);
 }
 
-/* Wait while *word == expected, until woken, the deadline (if any) passes,
- * or the Lua interpreter has a signal to handle (lua.c sets a hook on
- * SIGINT; returning lets it raise "interrupted!").  Returns 1 when woken or
- * the word differs, 0 on timeout, 2 for the interpreter's signal, -1 with
- * errno on failure. */
-int sync_futexwait(lua_State *L, uint32_t *word, uint32_t expected,
-                   const struct timespec *deadline) {
-  lua_Hook hook = lua_gethook(L);
+/* The interpreter's signal handler (lua.c's laction) sets a hook on the
+ * main thread only, to raise "interrupted!" at its next instruction.  A
+ * blocking call notes the hooks of its thread and of the main thread when
+ * it starts; a hook that changed since means a signal to raise.  A wait in
+ * a coroutine copies the main thread's new hook onto its own thread, so
+ * that it fires as soon as the waiting call returns. */
+lua_State *sync_mainthread(lua_State *L) {
+  lua_State *M;
 
+  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD); /* no allocation */
+  M = lua_tothread(L, -1);
+  lua_pop(L, 1);
+  return M != NULL ? M : L;
+}
+
+void sync_waitstart(lua_State *L, ShmWaiter *wt) {
+  sync_waitinit(wt, L, sync_mainthread(L));
+}
+
+int sync_interrupted(const ShmWaiter *wt) {
+  lua_State *L = wt->L, *M = wt->M;
+
+  if (lua_gethook(L) != wt->hook)
+    return 1;
+
+  if (lua_gethook(M) != wt->mhook) {
+    lua_sethook(L, lua_gethook(M), lua_gethookmask(M), lua_gethookcount(M));
+    return 1;
+  }
+
+  return 0;
+}
+
+/* Wait while *word == expected, until woken, the deadline (if any) passes,
+ * or the Lua interpreter has a signal to handle (sync_interrupted; then
+ * returning lets it raise "interrupted!").  Other signals do not end the
+ * wait.  Returns 1 when woken or the word differs, 0 on timeout, 2 for the
+ * interpreter's signal, -1 with errno on failure.  Calls no Lua code. */
+int sync_futexwait(const ShmWaiter *wt, uint32_t *word, uint32_t expected,
+                   const struct timespec *deadline) {
   for (;;) {
     struct timespec rel;
+
+    if (sync_interrupted(wt))
+      return 2;
 
     if (deadline != NULL && !time_left(deadline, &rel))
       return 0;
@@ -226,8 +253,6 @@ int sync_futexwait(lua_State *L, uint32_t *word, uint32_t expected,
       return 0;
 
     case EINTR: /* resume, unless the interpreter has a signal pending */
-      if (lua_gethook(L) != hook)
-        return 2;
       break;
 
     default:
@@ -258,6 +283,7 @@ static int seg_wait(lua_State *L) {
   struct timespec deadline;
   double seconds;
   int timed = sync_opttimeout(L, 4, &seconds);
+  ShmWaiter wt;
   int r;
 
   if (__atomic_load_n(word, __ATOMIC_SEQ_CST) != expected) {
@@ -268,7 +294,8 @@ static int seg_wait(lua_State *L) {
   if (timed)
     sync_deadline(&deadline, seconds);
 
-  r = sync_futexwait(L, word, expected, timed ? &deadline : NULL);
+  sync_waitstart(L, &wt);
+  r = sync_futexwait(&wt, word, expected, timed ? &deadline : NULL);
   if (r < 0)
     return shmL_pusherror(L, "futex");
 
@@ -304,124 +331,150 @@ static int seg_wake(lua_State *L) {
   return 1;
 }
 
-/* ---- robust mutex -------------------------------------------------------- */
+/* ---- mutex --------------------------------------------------------------- */
 
-/* The Lua handle of a mutex in a segment.  The segment userdata is kept in
- * the handle's user value, so the attachment outlives the handle. */
+/* The Lua handle of a mutex in a segment: the lock word of lock.c.  The
+ * segment userdata is kept in the handle's user value, so the attachment
+ * outlives the handle. */
 typedef struct Mutex {
+  const void *tag;  /* &mutex_tag: marks a real mutex handle */
   Segment *seg;
+  lua_State *main;  /* the main thread, for sync_waitinit */
   size_t off;
   int held; /* locked by this handle: unlocked by __gc */
 } Mutex;
 
 #define MUTEX_MT_UPVALUE lua_upvalueindex(2)
 
-static Mutex *mutex_check(lua_State *L) {
-  Mutex *m = (Mutex *)luaL_checkudata(L, 1, MUTEX_TNAME);
+/* As for segments (seg_test): a tag instead of a metatable lookup. */
+static const char mutex_tag = 0;
 
-  if (m->seg->addr == NULL)
-    luaL_error(L, "attempt to use a mutex in a detached segment");
+static Mutex *mutex_check(lua_State *L) {
+  Mutex *m = (Mutex *)lua_touserdata(L, 1);
+
+  if (SHM_UNLIKELY(m == NULL || lua_rawlen(L, 1) != sizeof *m || m->tag != &mutex_tag))
+    luaL_typeerror(L, 1, MUTEX_TNAME);
 
   return m;
 }
 
-static pthread_mutex_t *mutex_ptr(Mutex *m) {
-  return (pthread_mutex_t *)(void *)(m->seg->addr + m->off);
+/* The lock word, once every argument has been checked: nothing that can
+ * run Lua code (and a finalizer that detaches) comes between this and the
+ * use of the address. */
+static uint64_t *mutex_word(lua_State *L, Mutex *m) {
+  if (m->seg->addr == NULL)
+    luaL_error(L, "attempt to use a mutex in a detached segment");
+
+  return (uint64_t *)(void *)(m->seg->addr + m->off);
 }
 
-/* After a successful lock: mark a dead owner's mutex consistent and tell. */
-static int lock_result(lua_State *L, Mutex *m, int rc) {
-  if (rc == EOWNERDEAD) {
-    pthread_mutex_consistent(mutex_ptr(m));
-    m->held = 1;
-    m->seg->locks++;
+static void mutex_held(Mutex *m, int held) {
+  m->held = held;
+  m->seg->locks += held ? 1 : -1;
+}
+
+/* lock's and trylock's results. */
+static int lock_result(lua_State *L, Mutex *m, int r) {
+  switch (r) {
+  case SHM_LOCK_OK:
+  case SHM_LOCK_OWNERDIED:
+    mutex_held(m, 1);
     lua_pushboolean(L, 1);
+    if (r == SHM_LOCK_OK)
+      return 1;
     lua_pushliteral(L, "owner died");
     return 2;
-  }
 
-  if (rc == 0) {
-    m->held = 1;
-    m->seg->locks++;
-    lua_pushboolean(L, 1);
-    return 1;
-  }
+  case SHM_LOCK_DEADLK:
+    errno = EDEADLK;
+    return shmL_pusherror(L, "mutex lock");
 
-  if (rc == ETIMEDOUT || rc == EBUSY) {
+  case SHM_LOCK_BUSY:
     lua_pushboolean(L, 0);
     return 1;
-  }
 
-  errno = rc;
-  return shmL_pusherror(L, "pthread_mutex_lock");
+  default:
+    lua_pushboolean(L, 0);
+    lua_pushstring(L, r == SHM_LOCK_TIMEOUT ? "timeout" : "interrupted");
+    return 2;
+  }
 }
 
 /***
  * Lock.  A holder that died leaves the mutex to the next locker, who gets
  * a second result "owner died": the protected data may be inconsistent.
+ * Ctrl-C interrupts the wait (the interpreter raises "interrupted!").
  * @function mutex:lock
  * @tparam[opt] number timeout seconds (default: for ever)
- * @treturn boolean true when locked, false on timeout
- * @treturn[opt] string "owner died"
+ * @treturn[1] boolean true when locked
+ * @treturn[1] string "owner died" when the previous holder died holding it
+ * @treturn[2] boolean false
+ * @treturn[2] string "timeout"
+ * @treturn[3] nil when this process holds it through another handle
+ * @treturn[3] string message
+ * @treturn[3] integer EDEADLK
  */
 static int mutex_lock(lua_State *L) {
   Mutex *m = mutex_check(L);
   double seconds;
   int timed = sync_opttimeout(L, 2, &seconds);
-  int rc;
+  struct timespec deadline;
+  ShmWaiter wt;
+  uint64_t *w;
 
   if (m->held)
     luaL_error(L, "mutex already locked by this handle");
 
-  if (timed) {
-    struct timespec deadline;
-
+  w = mutex_word(L, m);
+  if (timed)
     sync_deadline(&deadline, seconds);
-    rc = pthread_mutex_clocklock(mutex_ptr(m), CLOCK_MONOTONIC, &deadline);
-  } else {
-    rc = pthread_mutex_lock(mutex_ptr(m));
-  }
 
-  return lock_result(L, m, rc);
+  sync_waitinit(&wt, L, m->main);
+  return lock_result(L, m, shm_lock(&wt, w, timed ? &deadline : NULL));
 }
 
 /***
- * Lock if free, without waiting.
+ * Lock if free, without waiting.  A mutex whose holder died is taken over
+ * (true, "owner died").
  * @function mutex:trylock
- * @treturn boolean
+ * @treturn boolean true when locked, false when held (also through
+ *   another handle of this process)
  * @treturn[opt] string "owner died"
  */
 static int mutex_trylock(lua_State *L) {
   Mutex *m = mutex_check(L);
-  int rc;
+  int r;
 
   if (m->held)
     luaL_error(L, "mutex already locked by this handle");
 
-  rc = pthread_mutex_trylock(mutex_ptr(m));
-  if (rc == EDEADLK) /* held by this process through another handle: busy */
-    rc = EBUSY;
-
-  return lock_result(L, m, rc);
+  r = shm_trylock(mutex_word(L, m));
+  return lock_result(L, m, r == SHM_LOCK_DEADLK ? SHM_LOCK_BUSY : r);
 }
 
 /***
- * Unlock.
+ * Unlock.  When the lock was taken from this handle meanwhile (another
+ * process judged this one dead, or re-initialised the mutex, or wrote
+ * over it), the handle is released all the same and the call fails.
  * @function mutex:unlock
+ * @treturn[1] true
+ * @treturn[2] nil
+ * @treturn[2] string message
+ * @treturn[2] integer EPERM
  */
 static int mutex_unlock(lua_State *L) {
   Mutex *m = mutex_check(L);
-  int rc;
+  int r;
 
   if (!m->held)
     luaL_error(L, "mutex not locked by this handle");
 
-  rc = pthread_mutex_unlock(mutex_ptr(m));
-  m->held = 0;
-  m->seg->locks--;
-  if (rc != 0) {
-    errno = rc;
-    return shmL_pusherror(L, "pthread_mutex_unlock");
+  r = shm_unlock(mutex_word(L, m));
+  mutex_held(m, 0);
+  if (r != SHM_LOCK_OK) {
+    errno = EPERM;
+    return shmL_pusherror(L, "mutex unlock (the lock was taken from this "
+                             "handle)");
   }
 
   lua_pushboolean(L, 1);
@@ -439,31 +492,33 @@ static int mutex_unlock(lua_State *L) {
  */
 static int mutex_with(lua_State *L) {
   Mutex *m = mutex_check(L);
-  int base, status, rc;
+  ShmWaiter wt;
+  int status, r;
 
   luaL_checktype(L, 2, LUA_TFUNCTION);
   if (m->held)
     luaL_error(L, "mutex already locked by this handle");
 
-  rc = pthread_mutex_lock(mutex_ptr(m));
-  if (rc == EOWNERDEAD)
-    pthread_mutex_consistent(mutex_ptr(m));
-  else if (rc != 0)
-    return luaL_error(L, "pthread_mutex_lock: %s", strerror(rc));
+  sync_waitinit(&wt, L, m->main);
+  r = shm_lock(&wt, mutex_word(L, m), NULL);
+  if (r == SHM_LOCK_DEADLK)
+    luaL_error(L, "mutex lock: %s", strerror(EDEADLK));
+  else if (r == SHM_LOCK_INTERRUPTED)
+    luaL_error(L, "interrupted!");
 
-  m->held = 1;
-  m->seg->locks++;
-  base = 1; /* results start after the handle */
+  mutex_held(m, 1);
   status = lua_pcall(L, lua_gettop(L) - 2, LUA_MULTRET, 0);
-  if (m->held) { /* fn may have unlocked (and even detached) itself */
-    m->held = 0;
-    m->seg->locks--;
-    pthread_mutex_unlock(mutex_ptr(m));
+  /* fn may have unlocked (and even detached) itself; when it did not, the
+   * segment is still attached (detach is refused while held). */
+  if (m->held) {
+    mutex_held(m, 0);
+    if (m->seg->addr != NULL)
+      (void)shm_unlock((uint64_t *)(void *)(m->seg->addr + m->off));
   }
   if (status != LUA_OK)
     return lua_error(L);
 
-  return lua_gettop(L) - base;
+  return lua_gettop(L) - 1; /* results start after the handle */
 }
 
 /***
@@ -472,56 +527,57 @@ static int mutex_with(lua_State *L) {
  * @treturn boolean
  */
 static int mutex_locked(lua_State *L) {
-  Mutex *m = (Mutex *)luaL_checkudata(L, 1, MUTEX_TNAME);
+  Mutex *m = mutex_check(L);
 
   lua_pushboolean(L, m->held);
   return 1;
 }
 
 static int mutex_gc(lua_State *L) {
-  Mutex *m = (Mutex *)luaL_checkudata(L, 1, MUTEX_TNAME);
+  Mutex *m = mutex_check(L);
 
-  if (m->held && m->seg->addr != NULL) {
-    m->held = 0;
-    m->seg->locks--;
-    (void)pthread_mutex_unlock(mutex_ptr(m));
+  if (m->held) {
+    mutex_held(m, 0);
+    if (m->seg->addr != NULL)
+      (void)shm_unlock((uint64_t *)(void *)(m->seg->addr + m->off));
   }
 
   return 0;
 }
 
 static int mutex_tostring(lua_State *L) {
-  Mutex *m = (Mutex *)luaL_checkudata(L, 1, MUTEX_TNAME);
+  Mutex *m = mutex_check(L);
 
   lua_pushfstring(L, "%s (segment %d, offset %I%s)", MUTEX_TNAME, m->seg->id,
                   (lua_Integer)m->off, m->held ? ", locked" : "");
   return 1;
 }
 
-/* Initialise a robust, process-shared mutex (error-checking if asked:
- * relocking by the owner fails instead of deadlocking). */
-int sync_mutexinit(void *mutex, int errorcheck) {
-  pthread_mutexattr_t a;
-  int rc = pthread_mutexattr_init(&a);
+/* shm.mutex's options: unknown keys raise (shmL_checkopts); read raw, so
+ * no metamethod runs. */
+static int mutex_opts(lua_State *L, int arg) {
+  static const char *const names[] = {"open", NULL};
+  int t;
 
-  if (rc == 0)
-    rc = pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
-  if (rc == 0)
-    rc = pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
-  if (rc == 0 && errorcheck)
-    rc = pthread_mutexattr_settype(&a, PTHREAD_MUTEX_ERRORCHECK);
-  if (rc == 0)
-    rc = pthread_mutex_init((pthread_mutex_t *)mutex, &a);
+  shmL_checkopts(L, arg, names);
+  if (lua_isnoneornil(L, arg))
+    return 0;
 
-  pthread_mutexattr_destroy(&a);
-  return rc;
+  lua_pushliteral(L, "open");
+  t = lua_rawget(L, arg);
+  luaL_argcheck(L, t == LUA_TNIL || t == LUA_TBOOLEAN, arg,
+                "option 'open' must be a boolean");
+  t = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  return t;
 }
 
 /***
- * A robust, process-shared mutex at off in seg (MUTEX_SIZE bytes, aligned
- * to MUTEX_ALIGN).  Without opts.open it is initialised there (do that
- * once, before other processes use it); with opts.open = true the one
- * already there is used.
+ * A process-shared mutex at off in seg (MUTEX_SIZE bytes, aligned to
+ * MUTEX_ALIGN).  Without opts.open it is initialised there, unlocked (do
+ * that once, before other processes use it: a holder of the mutex it
+ * replaces gets an error from unlock); with opts.open = true the one
+ * already there is used.  Unknown options raise.
  * @function mutex
  * @tparam segment seg
  * @tparam integer off
@@ -530,22 +586,13 @@ int sync_mutexinit(void *mutex, int errorcheck) {
  */
 static int shm_mutex(lua_State *L) {
   Segment *s = seg_checkw(L, 1);
-  size_t off = shmL_checkaligned(L, 2, s, sizeof(pthread_mutex_t), MUTEX_ALIGN);
-  int open = 0;
+  size_t off = shmL_checkaligned(L, 2, s, SHM_LOCK_SIZE, SHM_LOCK_SIZE);
+  int open = mutex_opts(L, 3);
   Mutex *m;
 
-  if (!lua_isnoneornil(L, 3)) {
-    int t;
-
-    luaL_checktype(L, 3, LUA_TTABLE);
-    t = lua_getfield(L, 3, "open");
-    luaL_argcheck(L, t == LUA_TNIL || t == LUA_TBOOLEAN, 3,
-                  "option 'open' must be a boolean");
-    open = lua_toboolean(L, -1);
-    lua_pop(L, 1);
-  }
-
   m = (Mutex *)lua_newuserdatauv(L, sizeof *m, 1);
+  m->tag = &mutex_tag;
+  m->main = sync_mainthread(L);
   m->seg = s;
   m->off = off;
   m->held = 0;
@@ -554,14 +601,8 @@ static int shm_mutex(lua_State *L) {
   lua_pushvalue(L, 1);
   lua_setiuservalue(L, -2, 1); /* keep the segment alive */
 
-  if (!open) {
-    int rc = sync_mutexinit(mutex_ptr(m), 1);
-
-    if (rc != 0) {
-      errno = rc;
-      return shmL_pusherror(L, "pthread_mutex_init");
-    }
-  }
+  if (!open) /* the allocations above may have run a finalizer */
+    shm_lockinit(mutex_word(L, m));
 
   return 1;
 }
@@ -602,8 +643,8 @@ void sync_open(lua_State *L) {
   lua_pushcclosure(L, shm_mutex, 2);
   lua_setfield(L, -3, "mutex");
 
-  lua_pushinteger(L, (lua_Integer)sizeof(pthread_mutex_t));
+  lua_pushinteger(L, SHM_LOCK_SIZE);
   lua_setfield(L, -3, "MUTEX_SIZE");
-  lua_pushinteger(L, (lua_Integer)MUTEX_ALIGN);
+  lua_pushinteger(L, SHM_LOCK_SIZE);
   lua_setfield(L, -3, "MUTEX_ALIGN");
 }

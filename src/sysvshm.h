@@ -9,7 +9,8 @@
  *              argument checkers every file uses
  *   pack.c     seg:pack / seg:unpack (string.pack's format, in place) and
  *              the packer/unpacker the channel shares
- *   sync.c     atomics, futex wait/wake, the robust process-shared mutex
+ *   sync.c     atomics, futex wait/wake, the mutex handle
+ *   lock.c     the lock word under the mutex and the channel
  *   channel.c  a multi-process message queue in a segment region
  */
 #ifndef SYSVSHM_H
@@ -102,6 +103,8 @@ SHM_NORETURN void shmL_rangefail(lua_State *L, int arg, const Segment *s,
 lua_Number shmL_checknumber(lua_State *L, int arg);
 lua_Integer shmL_optint(lua_State *L, int arg, lua_Integer def);
 int shmL_pusherror(lua_State *L, const char *what); /* nil, "what: strerror", errno */
+/* nil/none, or a table with only the keys in names (NULL-terminated) */
+void shmL_checkopts(lua_State *L, int arg, const char *const names[]);
 
 /* An integer argument, strictly: a number with an exact integer value.
  * Strings are refused (no "10" for 10), unlike luaL_checkinteger, so that a
@@ -209,14 +212,52 @@ size_t shmL_checkaligned(lua_State *L, int arg, const Segment *s, size_t width,
                          size_t align);
 int sync_opttimeout(lua_State *L, int arg, double *seconds); /* 0: for ever */
 void sync_deadline(struct timespec *ts, double seconds);     /* monotonic */
-int sync_futexwait(lua_State *L, uint32_t *word, uint32_t expected,
+/* What a blocking call notes when it starts, to tell when the interpreter
+ * has a signal (Ctrl-C) to raise (sync.c). */
+typedef struct ShmWaiter {
+  lua_State *L, *M; /* the calling thread, the main thread */
+  lua_Hook hook, mhook;
+} ShmWaiter;
+void sync_waitstart(lua_State *L, ShmWaiter *wt); /* makes no Lua call */
+lua_State *sync_mainthread(lua_State *L);        /* handles cache it */
+
+/* As sync_waitstart, with the main thread already known (M). */
+static inline void sync_waitinit(ShmWaiter *wt, lua_State *L, lua_State *M) {
+  wt->L = L;
+  wt->M = M;
+  wt->hook = lua_gethook(L);
+  wt->mhook = lua_gethook(M);
+}
+int sync_interrupted(const ShmWaiter *wt);
+int sync_futexwait(const ShmWaiter *wt, uint32_t *word, uint32_t expected,
                    const struct timespec *deadline); /* 1 woken, 0 timeout,
                                                           2 signal, -1 */
 int sync_futexwake(uint32_t *word, int n);
-int sync_mutexinit(void *m, int errorcheck); /* a pthread_mutex_t: robust,
-                                                 process-shared; 0 or errno */
+
+/* lock.c: a lock that is one 64-bit word in shared memory (see lock.c).
+ * Results of shm_lock and shm_trylock; shm_unlock gives OK or NOTOWNER. */
+enum {
+  SHM_LOCK_OK,
+  SHM_LOCK_OWNERDIED,  /* taken over from a dead owner */
+  SHM_LOCK_TIMEOUT,
+  SHM_LOCK_INTERRUPTED, /* the interpreter has a signal (Ctrl-C) to raise */
+  SHM_LOCK_DEADLK,     /* this thread holds it already */
+  SHM_LOCK_BUSY,       /* trylock: held */
+  SHM_LOCK_NOTOWNER    /* unlock: not held by this thread (taken over as
+                          dead, reinitialised or overwritten) */
+};
+#define SHM_LOCK_SIZE 8
+void shm_lockinit(uint64_t *w); /* free; wakes whoever sleeps on it */
+int shm_lock(const ShmWaiter *wt, uint64_t *w, const struct timespec *deadline);
+int shm_trylock(uint64_t *w);
+int shm_lockfast(uint64_t *w); /* take a free lock, or BUSY; judges nobody */
+int shm_unlock(uint64_t *w);
+int shm_lockheld(const uint64_t *w); /* held by this thread */
 
 /* channel.c: with the module table at -2 and the segment metatable at -1 */
 void channel_open(lua_State *L);
+
+/* dict.c: with the module table at -2 and the segment metatable at -1 */
+void dict_open_module(lua_State *L);
 
 #endif

@@ -3,15 +3,18 @@
 --     lua5.4 bench.lua sysvshm W1      -- the sysvshm rows of workload W1
 --     lua5.4 bench.lua plain W1        -- plain Lua on a Lua string
 --
--- and, started by the W6/W7 drivers in a second process:
+-- and, started by the W6/W7/W9 drivers in a second process:
 --
 --     lua5.4 bench.lua w6reader ID
 --     lua5.4 bench.lua w7consumer ID NPROD [pack]
 --     lua5.4 bench.lua w7producer ID P NPROD
+--     lua5.4 bench.lua lockturns ID OFF
+--     lua5.4 bench.lua w9mixed ID P
 --
 -- Each row is printed as one tab-separated line:
 --     R  workload  label  kind  value  unit  ns-per-op
 --     F  workload  label  kind  reason        (a check failed: no figure)
+--     S  workload  label  kind  reason        (not measured: no figure)
 --     N  note
 -- Segments are marked for removal right after they are attached (children
 -- attach a removed segment by id, which Linux allows while it is attached),
@@ -38,6 +41,11 @@ end
 
 local function row(w, label, kind, value, unit, ns)
   out("R", w, label, kind, ("%.6g"):format(value), unit, ("%.6g"):format(ns))
+end
+
+-- a row that is a size, not a rate: bytes per entry, no ns/op
+local function bytes(w, label, kind, value)
+  out("R", w, label, kind, ("%.6g"):format(value), "B/entry", "-")
 end
 
 local function fail(w, label, kind, why)
@@ -620,12 +628,336 @@ function W.plain_W8()
   rate("W8 atomic_add", "s:byte(off+1) (reference for atomic_add)", "plain", x == off % 256, N, t)
 end
 
+-- ---- lock: the mutex, uncontended and between two processes ------------------
+--
+-- Uncontended: N times m:lock(); m:unlock(), against the floor of two Lua C
+-- calls on the same kind of userdata (seg:atomic_add twice), in alternating
+-- chunks within one process, so that both loops see the same minute of the
+-- machine. The C rows (bench/c/locks.c) put glibc's robust mutex (the old
+-- implementation) and the lock word itself without Lua beside them.
+
+local LOCK_CHUNKS = 10
+local TURNS = 200000 -- contended: lock, counter + 1, unlock, per process
+
+function W.sysvshm_lock()
+  local seg = private(4096)
+  local m = shm.mutex(seg, 0)
+  local CNT = 64
+  assert(m:lock()) -- the first lock notes this thread's identity: untimed
+  assert(m:unlock())
+  local chunk = N // LOCK_CHUNKS
+  local tl, ta = 0, 0
+  for _ = 1, LOCK_CHUNKS do
+    local t = clock()
+    for _ = 1, chunk do
+      m:lock()
+      m:unlock()
+    end
+    tl = tl + clock() - t
+    t = clock()
+    for _ = 1, chunk do
+      seg:atomic_add(CNT, 1)
+      seg:atomic_add(CNT, 1)
+    end
+    ta = ta + clock() - t
+  end
+  local n = chunk * LOCK_CHUNKS
+  -- checks: every lock was released (a second handle takes it, and then
+  -- the first cannot), and every add happened
+  local other = shm.mutex(seg, 0, { open = true })
+  local free = not m:locked() and other:trylock() == true and m:trylock() == false
+    and other:unlock() == true and m:trylock() == true and m:unlock() == true
+  rate("lock", "m:lock(); m:unlock()", "sysvshm", free, n, tl)
+  rate("lock", "seg:atomic_add x 2 (floor: two Lua C calls)", "sysvshm",
+    seg:atomic_load(CNT) == 2 * n, n, ta)
+end
+
+-- One side of the contended row: TURNS times lock, counter + 1 through a
+-- plain load and store (so a lost mutual exclusion loses counts), unlock.
+local function turns(seg, m, cnt)
+  local bad = 0
+  for _ = 1, TURNS do
+    if not m:lock() then
+      bad = bad + 1
+    end
+    seg:atomic_store(cnt, seg:atomic_load(cnt) + 1)
+    m:unlock()
+  end
+  return bad
+end
+
+-- Both sides count themselves in at `at` and start when both are there
+-- (bounded: a side that never comes fails the run).
+local function startline(seg, at)
+  seg:atomic_add(at, 1)
+  local deadline = clock() + 10
+  while seg:atomic_load(at) < 2 do
+    if clock() > deadline then
+      error("the other process did not start")
+    end
+  end
+end
+
+function W.lockturns(id, off)
+  local seg = assert(shm.attach(math.tointeger(id)))
+  local m = shm.mutex(seg, math.tointeger(off), { open = true })
+  startline(seg, math.tointeger(off) + 64)
+  local bad = turns(seg, m, math.tointeger(off) + 128)
+  io.write(("%d bad, %d context switches\n"):format(bad, ctxsw()))
+  os.exit(bad == 0 and 0 or 1)
+end
+
+function W.sysvshm_lock2p()
+  local seg, id = private(4096)
+  local m = shm.mutex(seg, 0)
+  local sw = ctxsw()
+  local t = clock()
+  local other = spawn("lockturns", id, 0)
+  startline(seg, 64)
+  local bad = turns(seg, m, 128)
+  local report = other:read("a"):gsub("%s+$", "")
+  local ok = other:close()
+  t = clock() - t
+  rate("lock2p", "2 lua5.4, each lock, counter + 1, unlock", "sysvshm",
+    ok and bad == 0 and seg:atomic_load(128) == 2 * TURNS, 2 * TURNS, t)
+  out("N", ("lock2p sysvshm: parent %d context switches; child %s"):format(ctxsw() - sw, report))
+end
+
+-- ---- W9: the shared dictionary ------------------------------------------------
+--
+-- 1000 keys of 16 bytes ("key:%012d"), 64-byte values, W9N operations of
+-- each kind cycling over the keys (j = i % 1000 + 1), the same loop as the
+-- peers' (bench/ngx/bench.lua, bench/php/bench.php). Counters are separate
+-- keys ("cnt:%012d"), so that every incr finds a number. The mixed rows:
+-- every 20th operation a set, the others gets (95% / 5%), in one process
+-- and in two, each process doing W9N operations on its own half-rotated
+-- key order; the processes start together (a start flag in the segment)
+-- and the time runs from the flag to the last one's end.
+
+local W9N = 2000000 -- a multiple of 1000 and of 20: the checks need it
+local NKEYS = 1000
+local DICTSIZE = 4 * 1048576 -- as the peers' zone (lua_shared_dict w9 4m)
+local W9READY, W9GO, W9DICT = 0, 64, 128 -- start barrier words, then the dictionary
+
+local function w9data()
+  local keys, cnts, vals = {}, {}, {}
+  for i = 1, NKEYS do
+    keys[i] = ("key:%012d"):format(i)
+    cnts[i] = ("cnt:%012d"):format(i)
+    vals[i] = ("v%015d"):format(i) .. ("x"):rep(48)
+  end
+  return keys, cnts, vals
+end
+
+local W9ROWS = {
+  { "W9 memory", "(capacity - free_space) / entries" },
+  { "W9 memory", "(free_space empty - after) / entries" },
+  { "W9 set", "d:set(k, v)" },
+  { "W9 get", "d:get(k)" },
+  { "W9 incr", "d:incr(k, 1, 0)" },
+  { "W9 95/5 1 proc", "get/set, 1 process" },
+  { "W9 95/5 2 procs", "get/set, 2 processes (aggregate)" },
+}
+
+-- The mixed loop of process p (0 or 1) on dictionary d: returns the
+-- number of gets that found their key.
+local function w9loop(d, p, keys, vals)
+  local found = 0
+  local base = p * (NKEYS // 2)
+  for i = 0, W9N - 1 do
+    local j = (i + base) % NKEYS + 1
+    if i % 20 == 0 then
+      d:set(keys[j], vals[j])
+    elseif d:get(keys[j]) then
+      found = found + 1
+    end
+  end
+  return found
+end
+
+-- A child of the mixed rows: open the dictionary, say ready, wait for the
+-- start flag, run, print "end-clock found".
+function W.w9mixed(id, p)
+  local dict = require "sysvshm.dict"
+  local seg = assert(shm.attach(math.tointeger(id)))
+  local d = assert(dict.open(seg, W9DICT))
+  local keys, _, vals = w9data()
+  seg:atomic_add(W9READY, 1)
+  local deadline = clock() + 10
+  while seg:atomic_load(W9GO) == 0 do
+    seg:wait(W9GO, 0, 1)
+    assert(clock() < deadline, "w9mixed: no start signal in 10 s")
+  end
+  local found = w9loop(d, math.tointeger(p), keys, vals)
+  io.write(("%.9f %d\n"):format(clock(), found))
+  os.exit(0)
+end
+
+-- np processes doing the mixed loop on the dictionary in segment id
+local function w9mixed(seg, id, np)
+  seg:atomic_store(W9READY, 0)
+  seg:atomic_store(W9GO, 0)
+  local kids = {}
+  for p = 1, np do
+    kids[p] = spawn("w9mixed", id, p - 1)
+  end
+  local deadline = clock() + 10
+  while seg:atomic_load(W9READY) < np and clock() < deadline do
+    seg:wait(W9READY, seg:atomic_load(W9READY), 0.01)
+  end
+  local t0 = clock()
+  seg:atomic_store(W9GO, 1)
+  seg:wake(W9GO)
+  local last, ok = t0, true
+  for p = 1, np do
+    local r = kids[p]:read("a")
+    ok = kids[p]:close() and ok
+    local t, found = r:match("^(%S+) (%d+)")
+    if not t or tonumber(found) ~= W9N - W9N // 20 then
+      ok = false
+    else
+      last = math.max(last, tonumber(t))
+    end
+  end
+  local w = np == 1 and "W9 95/5 1 proc" or "W9 95/5 2 procs"
+  local label = np == 1 and "get/set, 1 process" or "get/set, 2 processes (aggregate)"
+  rate(w, label, "sysvshm", ok, np * W9N, last - t0)
+end
+
+function W.sysvshm_W9()
+  local okd, dict = pcall(require, "sysvshm.dict")
+  if not okd then
+    for _, r in ipairs(W9ROWS) do
+      out("S", r[1], r[2], "sysvshm", "sysvshm.dict missing")
+    end
+    return
+  end
+  local keys, cnts, vals = w9data()
+  local seg, id = private(W9DICT + DICTSIZE)
+  local d = assert(dict.new(seg, W9DICT, DICTSIZE))
+
+  -- bytes per entry: the 1000 keys in the empty dictionary
+  local cap, free0 = d:capacity(), d:free_space()
+  for j = 1, NKEYS do
+    assert(d:set(keys[j], vals[j]))
+  end
+  local free1, entries = d:free_space(), d:stats().entries
+  if entries == NKEYS then
+    bytes("W9 memory", W9ROWS[1][2], "sysvshm", (cap - free1) / entries)
+    bytes("W9 memory", W9ROWS[2][2], "sysvshm", (free0 - free1) / entries)
+  else
+    fail("W9 memory", W9ROWS[1][2], "sysvshm", ("%s entries after %d sets"):format(entries, NKEYS))
+  end
+
+  local t = clock()
+  for i = 0, W9N - 1 do
+    local j = i % NKEYS + 1
+    d:set(keys[j], vals[j])
+  end
+  t = clock() - t
+  local last = (W9N - 1) % NKEYS + 1
+  rate("W9 set", "d:set(k, v)", "sysvshm", d:get(keys[last]) == vals[last], W9N, t)
+
+  local x
+  t = clock()
+  for i = 0, W9N - 1 do
+    x = d:get(keys[i % NKEYS + 1])
+  end
+  t = clock() - t
+  rate("W9 get", "d:get(k)", "sysvshm", x == vals[last], W9N, t)
+
+  t = clock()
+  for i = 0, W9N - 1 do
+    d:incr(cnts[i % NKEYS + 1], 1, 0)
+  end
+  t = clock() - t
+  local ok = true
+  for j = 1, NKEYS do
+    ok = ok and d:get(cnts[j]) == W9N // NKEYS
+  end
+  rate("W9 incr", "d:incr(k, 1, 0)", "sysvshm", ok, W9N, t)
+
+  w9mixed(seg, id, 1)
+  w9mixed(seg, id, 2)
+end
+
+-- The floor (a Lua table in one process: nothing shared) and the cost of
+-- one C call (string.sub of 8 bytes, in the same loop shape as d:get).
+function W.plain_W9()
+  -- bytes per entry of a table holding its own strings (made before any
+  -- other copy of them exists: short strings are interned)
+  collectgarbage()
+  collectgarbage()
+  local m0 = collectgarbage("count")
+  local mt = {}
+  for i = 1, NKEYS do
+    mt[("key:%012d"):format(i)] = ("v%015d"):format(i) .. ("x"):rep(48)
+  end
+  collectgarbage()
+  local m1 = collectgarbage("count")
+  if mt[("key:%012d"):format(NKEYS)] == ("v%015d"):format(NKEYS) .. ("x"):rep(48) then
+    bytes("W9 memory", "table, keys and values included", "plain", (m1 - m0) * 1024 / NKEYS)
+  else
+    fail("W9 memory", "table, keys and values included", "plain", "check failed")
+  end
+  mt = nil -- luacheck: ignore 311
+
+  local keys, cnts, vals = w9data()
+  local tab = {}
+  local t = clock()
+  for i = 0, W9N - 1 do
+    local j = i % NKEYS + 1
+    tab[keys[j]] = vals[j]
+  end
+  t = clock() - t
+  local last = (W9N - 1) % NKEYS + 1
+  rate("W9 set", "t[k] = v (a table in one process)", "plain", tab[keys[last]] == vals[last], W9N, t)
+
+  local x
+  t = clock()
+  for i = 0, W9N - 1 do
+    x = tab[keys[i % NKEYS + 1]]
+  end
+  t = clock() - t
+  rate("W9 get", "t[k] (a table in one process)", "plain", x == vals[last], W9N, t)
+
+  local s = table.concat(vals)
+  t = clock()
+  for i = 0, W9N - 1 do
+    local j = i % NKEYS + 1
+    x = s:sub(j, j + 7)
+  end
+  t = clock() - t
+  rate("W9 get", "s:sub(j, j+7) (reference: one C call)", "plain", x == s:sub(last, last + 7), W9N, t)
+
+  t = clock()
+  for i = 0, W9N - 1 do
+    local k = cnts[i % NKEYS + 1]
+    tab[k] = (tab[k] or 0) + 1
+  end
+  t = clock() - t
+  local ok = true
+  for j = 1, NKEYS do
+    ok = ok and tab[cnts[j]] == W9N // NKEYS
+  end
+  rate("W9 incr", "t[k] = (t[k] or 0) + 1 (a table)", "plain", ok, W9N, t)
+
+  t = clock()
+  local found = w9loop({
+    set = function(_, k, v) tab[k] = v end,
+    get = function(_, k) return tab[k] end,
+  }, 0, keys, vals)
+  t = clock() - t
+  rate("W9 95/5 1 proc", "get/set, 1 process, on a table through methods", "plain",
+    found == W9N - W9N // 20, W9N, t)
+end
+
 -- ---- main ------------------------------------------------------------------------
 
 local what = arg[1]
 local f = W[what] or W[("%s_%s"):format(arg[1], arg[2])]
 if not f then
-  io.stderr:write("usage: lua5.4 bench.lua sysvshm|plain W0..W8\n")
+  io.stderr:write("usage: lua5.4 bench.lua sysvshm|plain W0..W9|lock|lock2p\n")
   os.exit(2)
 end
 if W[what] then

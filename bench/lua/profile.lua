@@ -150,6 +150,25 @@ function OPS.atomic_store()
   end
 end
 
+-- the lock row: an uncontended lock and unlock of a mutex
+function OPS.lock()
+  local m = shm.mutex(seg, 4096)
+  m:lock() -- the first lock notes this thread's identity: not counted
+  m:unlock()
+  for _ = 1, n do
+    m:lock()
+    m:unlock()
+  end
+end
+
+-- its floor: two Lua C calls on the segment
+function OPS.atomic_add2()
+  for _ = 1, n do
+    seg:atomic_add(64, 1)
+    seg:atomic_add(64, 1)
+  end
+end
+
 -- W5's cycle (the system calls themselves are not counted by callgrind)
 function OPS.cycle()
   for _ = 1, n do

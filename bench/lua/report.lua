@@ -5,17 +5,21 @@
 -- RESULTS has one line per row and round:
 --     round  prog  R  workload  label  kind  value  unit  ns-per-op
 --     round  prog  F  workload  label  kind  reason      (check failed)
+--     round  prog  S  workload  label  kind  reason      (not measured)
 --     round  prog  N  note
 --     round  prog  X  workload  prog   reason             (program failed)
--- All values are rates (higher is better). A row with a failed check in any
+-- All values are rates (higher is better), except W9 memory's bytes per
+-- entry (lower is better, no ratios). A row with a failed check in any
 -- round, or whose program failed, gets no figure.
 local results, notesfile, rounds = arg[1], arg[2], tonumber(arg[3]) or 0
 
-local LANG = { sysvshm = "sysvshm", plain = "Lua", c = "C", py = "Python", pl = "Perl" }
-local PROG_ORDER = { sysvshm = 1, plain = 2, c = 3, py = 4, pl = 5 }
+local LANG = { sysvshm = "sysvshm", plain = "Lua", c = "C", py = "Python", pl = "Perl",
+  ngx = "ngx.shared.DICT", php = "PHP APCu", redis = "Redis" }
+local PROG_ORDER = { sysvshm = 1, plain = 2, c = 3, py = 4, pl = 5, ngx = 6, php = 7, redis = 8 }
 local WORKLOADS = {
   "W0", "W1", "W2", "W3 write", "W3 read", "W4 get", "W4 set", "W5", "W6", "W7 1/1", "W7 2/2",
-  "W7 1/1 pack", "W8 unpack", "W8 pack", "W8 atomic_add",
+  "W7 1/1 pack", "W8 unpack", "W8 pack", "W8 atomic_add", "lock", "lock2p",
+  "W9 set", "W9 get", "W9 incr", "W9 95/5 1 proc", "W9 95/5 2 procs", "W9 memory",
 }
 local WORDER = {}
 for i, w in ipairs(WORKLOADS) do
@@ -28,7 +32,11 @@ local PLAIN_REF = {
   ["W1"] = "W1", ["W2"] = "W2", ["W3 read"] = "W3 read", ["W4 get"] = "W4 get",
   ["W4 set"] = "W4 get", ["W8 unpack"] = "W8 unpack", ["W8 pack"] = "W8 pack",
   ["W8 atomic_add"] = "W8 atomic_add",
+  ["W9 set"] = "W9 set", ["W9 get"] = "W9 get", ["W9 incr"] = "W9 incr",
+  ["W9 95/5 1 proc"] = "W9 95/5 1 proc",
 }
+-- rows that are sizes, not rates: no ratio columns
+local NORATIO = { ["W9 memory"] = true }
 -- The peer rows each workload is compared with (the peers have no channel).
 local PEER_REF = { ["W7 1/1"] = "W6", ["W7 2/2"] = "W6", ["W7 1/1 pack"] = "W6" }
 
@@ -85,6 +93,8 @@ for line in io.lines(results) do
   elseif what == "F" then
     local r = getrow(f[4], prog, f[5], f[6])
     r.failed = r.failed or ("check failed in round %d: %s"):format(round, f[7])
+  elseif what == "S" then
+    getrow(f[4], prog, f[5], f[6]).skipped = "not measured: " .. f[7]
   elseif what == "N" then
     notes[#notes + 1] = ("round %d: %s"):format(round, f[4])
   elseif what == "X" then
@@ -176,7 +186,9 @@ local header = { "workload", "implementation", "median", "unit", "ns/op", "sprea
 local lines = { header }
 for _, r in ipairs(order) do
   local impl = LANG[r.prog] .. " " .. r.label
-  if r.failed then
+  if r.skipped and not r.median and not r.failed then
+    lines[#lines + 1] = { r.w, impl .. " (" .. r.skipped .. ")", "-", "", "", "", "", "" }
+  elseif r.failed then
     lines[#lines + 1] = { r.w, impl, "FAILED", "", "", "", "", "" }
   else
     local lo, hi = math.huge, -math.huge
@@ -188,7 +200,7 @@ for _, r in ipairs(order) do
       spread = spread .. (" (%d/%d rounds)"):format(#r.values, rounds)
     end
     local vp, vb = "", ""
-    if r.kind == "sysvshm" then
+    if r.kind == "sysvshm" and not NORATIO[r.w] then
       vp, vb = ratio(r, plainref(r.w)), ratio(r, bestpeer(r.w))
     end
     lines[#lines + 1] = { r.w, impl, num(r.median), r.unit, num(r.nsmed), spread, vp, vb }
@@ -228,10 +240,12 @@ for i = 2, #lines do
   print(fmt(lines[i]))
 end
 print()
-print("ns/op: nanoseconds per operation (W3: per 64 MiB transfer, W5: per cycle, W6/W7: per message).")
+print("ns/op: nanoseconds per operation (W3: per 64 MiB transfer, W5: per cycle, W6/W7: per message,")
+print("lock: per lock + unlock pair, lock2p: per pair, both processes' pairs together).")
 print("vs plain / vs best peer: sysvshm's rate over the plain-Lua row (W4 set against W4's")
-print("string.byte, as the target says) and over the fastest Python or Perl row (W7 against W6's")
-print("peers); above 1 is faster.")
+print("string.byte, as the target says) and over the fastest peer row (Python or Perl; W7 against")
+print("W6's peers; W9: ngx.shared.DICT, APCu or Redis); above 1 is faster. W9 memory: bytes per")
+print("entry, lower is smaller (no ratios).")
 
 -- ---- the targets -------------------------------------------------------------------
 
@@ -274,6 +288,34 @@ TARGETS[#TARGETS + 1] = { "W8 seg:pack >= 1.0 x string.pack", row_("W8 pack", S)
   row_("W8 pack", "plain"), 1.0 }
 TARGETS[#TARGETS + 1] = { "W8 atomic_add cost <= 1.5 x string.byte's", row_("W8 atomic_add", S),
   row_("W8 atomic_add", "plain"), 1.5, "cost" }
+-- the lock word (issue 10): the uncontended path stays a couple of atomic
+-- operations; in Lua, a lock + unlock costs about two plain C calls, and in
+-- C it is not slower than the glibc robust mutex it replaced
+TARGETS[#TARGETS + 1] = { "lock: m:lock()+unlock() cost <= 1.1 x 2 atomic_add",
+  row_("lock", S, "m:lock(); m:unlock()"),
+  row_("lock", S, "seg:atomic_add x 2 (floor: two Lua C calls)"), 1.1, "cost" }
+TARGETS[#TARGETS + 1] = { "lock: C lock word cost <= 1.0 x glibc robust mutex",
+  row_("lock", "c", "lock word, shm_lock + shm_unlock"),
+  row_("lock", "c", "glibc robust pshared errorcheck pthread_mutex (the old lock)"), 1.0, "cost" }
+
+-- W9: the shared dictionary (sysvshm.dict) against ngx.shared.DICT, string.sub, Redis
+local function redis1(w, cmd)
+  return row_(w, "redis", cmd .. ", 1 client (redis-benchmark, unix socket)")
+end
+for _, t in ipairs({
+  { "W9 get >= 1.0 x ngx.shared.DICT get", row_("W9 get", S), row_("W9 get", "ngx"), 1.0 },
+  { "W9 get >= 0.5 x string.sub (one C call)", row_("W9 get", S),
+    row_("W9 get", "plain", "s:sub(j, j+7) (reference: one C call)"), 0.5 },
+  { "W9 set >= 0.9 x ngx.shared.DICT set", row_("W9 set", S), row_("W9 set", "ngx"), 0.9 },
+  { "W9 incr >= 0.5 x ngx.shared.DICT incr", row_("W9 incr", S), row_("W9 incr", "ngx"), 0.5 },
+  { "W9 95/5 2 procs >= 1.6 x 1 proc", row_("W9 95/5 2 procs", S), row_("W9 95/5 1 proc", S), 1.6 },
+  { "W9 get >= 300 x Redis GET, 1 client", row_("W9 get", S), redis1("W9 get", "GET"), 300 },
+  { "W9 bytes per entry, (capacity - free_space) / entries", row_("W9 memory", S,
+    "(capacity - free_space) / entries"), row_("W9 memory", "ngx", "(capacity - free_space) / entries"),
+    nil, "info" },
+}) do
+  TARGETS[#TARGETS + 1] = t
+end
 
 -- the ratios of a to b in each round both ran in (pairs measured seconds
 -- apart, so a slow minute of the machine weighs on both): median, lo, hi
@@ -300,10 +342,22 @@ local met, missed, unknown = 0, 0, 0
 for _, t in ipairs(TARGETS) do
   local text, a, b, need, mode = t[1], t[2](), t[3], t[4], t[5]
   local measured, ofmedians, result = "-", "-"
+  if not a then
+    goto continue -- its workload did not run (ONLY=...)
+  end
   if type(b) == "function" then
     b = b()
   end
-  if not a or not a.median then
+  if a and a.skipped and not a.median then
+    result = ("n/a (%s)"):format(a.skipped)
+  elseif mode == "info" then
+    -- side by side, neither met nor missed
+    local function b_(r)
+      return r and r.median and ("%.0f B"):format(r.median) or "-"
+    end
+    measured = ("sysvshm %s, ngx %s"):format(b_(a), b_(b))
+    result = "(reported)"
+  elseif not a or not a.median then
     result = "n/a (no sysvshm figure)"
   elseif type(b) == "number" then
     measured = ("%.2f M msg/s"):format(a.median)
@@ -331,10 +385,11 @@ for _, t in ipairs(TARGETS) do
     met = met + 1
   elseif result == "missed" then
     missed = missed + 1
-  else
+  elseif mode ~= "info" then
     unknown = unknown + 1
   end
   tl[#tl + 1] = { text, measured, ofmedians, result }
+  ::continue::
 end
 width = {}
 for _, l in ipairs(tl) do

@@ -18,7 +18,9 @@
 --
 -- **Exit status.** 0 when done; 1 when it could not be done: the system
 -- refused (the message names the call, as `shmctl: Invalid argument`), the
--- segment does not exist or is too small, a layout file is broken; 2 for a
+-- segment does not exist or is too small, a layout file is broken, the
+-- output cannot be written (a full disk, `> /dev/full`; `new` then removes
+-- the segment it created, whose id would be lost); 2 for a
 -- bad command line (the message and the usage go to standard error). A bug
 -- gives status 70 and a one-line message; set `SYSVSHM_DEBUG=1` in the
 -- environment for the traceback. Ctrl-C ends `watch` with status 0 and any
@@ -92,6 +94,26 @@ end
 
 local function usage_error(parser, fmt, ...)
   error(setmetatable({ status = 2, message = sformat(fmt, ...), parser = parser }, Failure), 0)
+end
+
+-- ---- standard output ---------------------------------------------------------------
+
+-- Everything goes to standard output through `emit`, and every command's
+-- output is flushed before it counts as done (`flush_out`, and `main` once
+-- more at the end): output that cannot be written (a full disk, /dev/full,
+-- a closed descriptor) is a failure, status 1, never a silent success.
+local function emit(...)
+  local ok, err = io.stdout:write(...)
+  if not ok then
+    fail("cannot write the output: %s", tostring(err))
+  end
+end
+
+local function flush_out()
+  local ok, err = io.stdout:flush()
+  if not ok then
+    fail("cannot write the output: %s", tostring(err))
+  end
 end
 
 -- ---- small formatting helpers ----------------------------------------------------
@@ -307,7 +329,7 @@ local function parse(parser, args)
     usage_error(parser, "%s", err)
   end
   if opts.help then
-    io.stdout:write(parser:usage())
+    emit(parser:usage())
     return nil
   end
   return opts
@@ -380,8 +402,10 @@ end
 local commands, order = {}, {}
 
 local function command(name, def, run)
+  local summary = def.summary -- the CLI's own field, not one of options.new's
+  def.summary = nil
   def.prog = PROG .. " " .. name
-  commands[name] = { parser = options.new(def), run = run, summary = def.summary }
+  commands[name] = { parser = options.new(def), run = run, summary = summary }
   order[#order + 1] = name
 end
 
@@ -403,7 +427,7 @@ local function print_table(rows, right)
     end
     out[#out + 1] = (concat(cells, "  "):gsub("%s+$", ""))
   end
-  io.stdout:write(concat(out, "\n"), "\n")
+  emit(concat(out, "\n"), "\n")
 end
 
 command("ls", {
@@ -432,7 +456,7 @@ command("ls", {
       out[i] = M.json(st, M.FIELDS)
     end
     if #out > 0 then
-      io.stdout:write(concat(out, "\n"), "\n")
+      emit(concat(out, "\n"), "\n")
     end
     return 0
   end
@@ -464,7 +488,7 @@ command("stat", {
   local st = stat_or_fail(id)
   st.id = id
   if opts.json then
-    io.stdout:write(M.json(st, M.FIELDS), "\n")
+    emit(M.json(st, M.FIELDS), "\n")
     return 0
   end
   local function who(v, name)
@@ -714,7 +738,7 @@ command("dump", with_layout_options({
   if L then
     check_place(L, seg, id, off)
     local lines = field_lines(L, L:read(seg, off), off, "", not opts.full and MAX_ITEMS or nil)
-    io.stdout:write(concat(render_fields(lines), "\n"), "\n")
+    emit(concat(render_fields(lines), "\n"), "\n")
     return 0
   end
 
@@ -733,12 +757,12 @@ command("dump", with_layout_options({
     hex = hex:gsub("(%x%x%x%x)", "%1 "):gsub(" $", "")
     out[#out + 1] = sformat("%08x: %-39s  %s", pos, hex, (bytes:gsub("[^\32-\126]", ".")))
     if #out == 256 then
-      io.stdout:write(concat(out, "\n"), "\n")
+      emit(concat(out, "\n"), "\n")
       out = {}
     end
   end
   if #out > 0 then
-    io.stdout:write(concat(out, "\n"), "\n")
+    emit(concat(out, "\n"), "\n")
   end
   return 0
 end)
@@ -803,11 +827,11 @@ command("watch", with_layout_options({
                          or ", removed")
     local text = render_fields(lines, marks, ansi)
     if ansi then
-      io.stdout:write("\27[H\27[2J", head, "\n\n", concat(text, "\n"), "\n")
+      emit("\27[H\27[2J", head, "\n\n", concat(text, "\n"), "\n")
     else
-      io.stdout:write(frame > 1 and "\n" or "", head, "\n", concat(text, "\n"), "\n")
+      emit(frame > 1 and "\n" or "", head, "\n", concat(text, "\n"), "\n")
     end
-    io.stdout:flush()
+    flush_out()
   end
 
   local ok, err = pcall(function()
@@ -882,7 +906,7 @@ command("rm", {
     end
   end
   local n = #gone
-  io.stdout:write(opts.dry_run and "would remove " or "removed ", n, n == 1 and " segment" or " segments",
+  emit(opts.dry_run and "would remove " or "removed ", n, n == 1 and " segment" or " segments",
                   n > 0 and ": " .. concat(gone, " ") or "", "\n")
   return failed > 0 and 1 or 0
 end)
@@ -940,7 +964,17 @@ command("new", {
     fail("cannot create a segment of %d bytes%s: %s", size,
          opts.key and " with key " .. key_string(key) or "", msg)
   end
-  io.stdout:write(id, "\n")
+  -- The id is the only way to the new segment: if it cannot be written,
+  -- remove the segment again rather than leave it behind unknown.
+  local wrote, err = pcall(function()
+    emit(id, "\n")
+    flush_out()
+  end)
+  if not wrote then
+    local removed, rmsg = shm.remove(id)
+    fail("%s; segment %d %s", getmetatable(err) == Failure and err.message or tostring(err), id,
+         removed and "removed again" or ("could not be removed: " .. tostring(rmsg)))
+  end
   return 0
 end)
 
@@ -970,7 +1004,7 @@ local function run(args)
     return 0
   end
   if g.version then
-    io.stdout:write(shm._VERSION, "\n")
+    emit(shm._VERSION, "\n")
     return 0
   end
   local name = g[1]
@@ -981,12 +1015,12 @@ local function run(args)
   if name == "help" then
     local which = rest[1]
     if which == nil then
-      io.stdout:write(top:usage())
+      emit(top:usage())
       return 0
     elseif commands[which] == nil or #rest > 1 then
       usage_error(top, "help: unknown command '%s'", rest[#rest])
     end
-    io.stdout:write(commands[which].parser:usage())
+    emit(commands[which].parser:usage())
     return 0
   end
   local cmd = commands[name]
@@ -1028,7 +1062,11 @@ function M.main(args)
     end
     return setmetatable({ status = 70, message = msg }, Failure)
   end, strs)
-  io.stdout:flush()
+  -- What is still buffered must reach its destination too.
+  local flushed, ferr = io.stdout:flush()
+  if not flushed and (ok or res.status == 0) then
+    ok, res = false, setmetatable({ status = 1, message = "cannot write the output: " .. tostring(ferr) }, Failure)
+  end
   if ok then
     return res
   end

@@ -704,7 +704,18 @@ function M.struct(fields, name)
     end
     f.name = fname
     f.index = i
+    -- Sizes and offsets stay within math.maxinteger (PTRDIFF_MAX, the
+    -- largest object C allows): every step is checked before it is done,
+    -- so that no product or sum wraps around.
+    if count ~= nil and f.elemsize > maxinteger // count then
+      error(sformat("field '%s': %d elements of %d bytes are more than %d bytes (too large)",
+                    fname, count, f.elemsize, maxinteger), 2)
+    end
     f.size = f.elemsize * (count or 1)
+    if pos > maxinteger - (f.align - 1) or f.size > maxinteger - (pos + f.align - 1) // f.align * f.align then
+      error(sformat("field '%s' (%d bytes) would end past %d bytes from the start of the struct (too large)",
+                    fname, f.size, maxinteger), 2)
+    end
     pos = (pos + f.align - 1) // f.align * f.align
     f.offset = pos
     pos = pos + f.size
@@ -713,6 +724,10 @@ function M.struct(fields, name)
     end
     list[i] = f
     byname[fname] = f
+  end
+  if pos > maxinteger - (align - 1) then
+    error(sformat("struct of %d bytes cannot be padded to its alignment (%d) within %d bytes (too large)",
+                  pos, align, maxinteger), 2)
   end
   local L = setmetatable({
     fields = list,
@@ -749,11 +764,12 @@ local function resolve(L, path)
     seen = seen == "" and part or (seen .. "." .. part)
     off = off + f.offset
     if idx then
-      local i = tointeger(tonumber(idx))
+      local i = tointeger(tonumber(idx)) -- nil for digits past math.maxinteger
       if not f.count then
         return nil, sformat("field '%s' is not an array", fname)
-      elseif i < 1 or i > f.count then
-        return nil, sformat("index %d out of range for field '%s' (%s): expected 1..%d", i, fname, typename(f), f.count)
+      elseif not i or i < 1 or i > f.count then
+        return nil, sformat("index %s out of range for field '%s' (%s): expected 1..%d",
+                            idx, fname, typename(f), f.count)
       end
       off = off + (i - 1) * f.elemsize
       cur = f.kind == "struct" and f.type or nil

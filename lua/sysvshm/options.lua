@@ -95,6 +95,29 @@ local function option_error(spec, fmt, ...)
   error({ message = ("option --%s: " .. fmt):format(spec.name, ...) }, 0)
 end
 
+local DEF_KEYS = { prog = true, description = true, epilog = true, args = true, min_args = true,
+                   max_args = true, options_first = true }
+local OPTION_KEYS = { name = true, short = true, type = true, default = true, default_text = true,
+                      metavar = true, help = true, min = true, max = true, check = true }
+
+-- Raise, at the caller of `new`, for a key that is not one of `known` (nor
+-- an index 1..n when `n` is given): a typo such as {min_arg = 1} or
+-- {defualt = 3} is an error, not silently ignored.
+local function checkkeys(t, known, n, what)
+  for k in pairs(t) do
+    local index = math.type(k) == "integer" and k >= 1 and k <= n
+    if not index and not known[k] then
+      local names = {}
+      for name in pairs(known) do
+        names[#names + 1] = name
+      end
+      table.sort(names)
+      error(("options.new: unknown field '%s' in %s (known: %s)")
+            :format(tostring(k), what, table.concat(names, ", ")), 3)
+    end
+  end
+end
+
 --- Make a parser.
 -- @tparam table def `prog` (default: the basename of arg[0]), `description`,
 --   `epilog` (texts for the usage), `args` (usage text for positional
@@ -102,9 +125,21 @@ end
 --   part one table per option: `name` (or the first element), `short` (one
 --   letter), `type`, `default`, `default_text`, `metavar`, `help`, `min`,
 --   `max`, and `check` (a function of the converted value returning true,
---   or nil and a message).
+--   or nil and a message). Any other field, in `def` or in an option, is an
+--   error (a misspelt `min_args` or `default` would otherwise be ignored).
 -- @treturn Parser
 function M.new(def)
+  if type(def) ~= "table" then
+    error(("bad argument #1 to 'new' (table expected, got %s)"):format(type(def)), 2)
+  end
+  checkkeys(def, DEF_KEYS, #def, "the parser definition")
+  for i, o in ipairs(def) do
+    if type(o) ~= "table" then
+      error(("bad argument #1 to 'new' (option #%d is a %s, not a table)"):format(i, type(o)), 2)
+    end
+    local what = ("option #%d (%s)"):format(i, tostring(o.name or o[1]))
+    checkkeys(o, OPTION_KEYS, o.name == nil and 1 or 0, what)
+  end
   local p = setmetatable({
     prog = def.prog or basename(arg and arg[0]),
     description = def.description,
@@ -333,8 +368,8 @@ function Parser:error(message, status)
 end
 
 --- Parse, or exit.
--- On `-h`/`--help` print the usage on standard output and exit 0; on a
--- bad command line call `error` (status 2).
+-- On `-h`/`--help` print the usage on standard output and exit 0 (1 when
+-- it cannot be written); on a bad command line call `error` (status 2).
 -- @tparam[opt=arg] table args
 -- @treturn table the options
 function Parser:parse_or_exit(args)
@@ -343,7 +378,14 @@ function Parser:parse_or_exit(args)
     self:error(err)
   end
   if opts.help then
-    io.stdout:write(self:usage())
+    local ok, why = io.stdout:write(self:usage())
+    if ok then
+      ok, why = io.stdout:flush()
+    end
+    if not ok then -- the usage was asked for and could not be given
+      io.stderr:write(self.prog, ": cannot write the usage: ", tostring(why), "\n")
+      os.exit(1)
+    end
     os.exit(0)
   end
   return opts

@@ -1,0 +1,132 @@
+--- A shared dictionary in a segment: OpenResty's `ngx.shared.DICT` for any
+-- Lua 5.4 processes, with integers kept as integers, compare-and-set,
+-- versions to wait on, paged key scans and a structure that survives
+-- processes killed in the middle of a call.
+--
+--     local dict = require "sysvshm.dict"
+--     local d = dict.attach(key, 1 << 20)      -- create, or open another's
+--     d:set("hits", 0)
+--     d:incr("hits", 1)                        --> 1
+--     for k, v in d:pairs() do print(k, v) end
+--
+-- Methods (ngx's names, arguments, results and error strings): `get`,
+-- `get_stale`, `set`, `safe_set`, `add`, `safe_add`, `replace`, `delete`,
+-- `incr`, `lpush`, `rpush`, `lpop`, `rpop`, `llen`, `ttl`, `expire`,
+-- `flush_all`, `flush_expired`, `get_keys`, `capacity`, `free_space`; and
+-- beyond ngx: `cas`, `version`, `wait`, `keys`, `pairs`, `stats`, `check`,
+-- `segment`.
+-- @module sysvshm.dict
+local core = require "sysvshm.core"
+
+local M = {
+  MIN_SIZE = 8192, -- smallest region
+}
+
+local function check_opts(opts, known, arg, fname)
+  if opts == nil then return end
+  if type(opts) ~= "table" then
+    error(("bad argument #%d to '%s' (table expected, got %s)"):format(arg, fname, type(opts)), 3)
+  end
+  for k in next, opts do
+    if not known[k] then
+      local names = {}
+      for n in pairs(known) do names[#names + 1] = n end
+      table.sort(names)
+      error(("bad argument #%d to '%s' (unknown option '%s'; the options are: %s)"):format(
+        arg, fname, tostring(k), #names > 0 and table.concat(names, ", ") or "none"), 3)
+    end
+  end
+end
+
+--- Lay a new, empty dictionary into a region of a segment.
+-- @tparam segment seg a writable attachment
+-- @tparam[opt=0] integer off region start, a multiple of 64
+-- @tparam[opt] integer size region size in bytes (default: the rest of the
+--   segment; at least `MIN_SIZE`)
+-- @tparam[opt] table opts none are defined yet (unknown options raise)
+-- @treturn dict
+function M.new(seg, off, size, opts)
+  if type(off) == "table" then off, size, opts = nil, nil, off
+  elseif type(size) == "table" then size, opts = nil, size end
+  check_opts(opts, {}, 4, "new")
+  return core.dict_new(seg, off, size)
+end
+
+--- Use the dictionary that `new` laid at off (in this or another process).
+-- Raises when the region holds no dictionary, one of another layout
+-- version, or a header out of range.
+-- @tparam segment seg a writable attachment
+-- @tparam[opt=0] integer off
+-- @treturn dict
+function M.open(seg, off)
+  return core.dict_open(seg, off)
+end
+
+--- Create the segment for key and a dictionary in it; or, when another
+-- process created it first, open that one, waiting (at most `opts.timeout`
+-- seconds, default 5) until its creator has laid it out.
+-- @tparam integer key a System V key (`sysvshm.ftok`)
+-- @tparam integer size bytes
+-- @tparam[opt] table opts `mode` (default 0600), `timeout` (seconds)
+-- @treturn[1] dict (`d:segment()` gives the segment, to remove it when done)
+-- @treturn[2] nil
+-- @treturn[2] string message
+-- @treturn[2] integer errno
+function M.attach(key, size, opts)
+  check_opts(opts, { mode = true, timeout = true }, 3, "attach")
+  opts = opts or {}
+  local id, err, en = core.create(key, size, { mode = opts.mode or 384 })
+  if id then
+    local seg, aerr, aen = core.attach(id)
+    if not seg then
+      core.remove(id)
+      return nil, aerr, aen
+    end
+    return M.new(seg)
+  end
+  if en ~= core.EEXIST then return nil, err, en end
+  id, err, en = core.open(key)
+  if not id then return nil, err, en end
+  local seg, aerr, aen = core.attach(id)
+  if not seg then return nil, aerr, aen end
+  local deadline = core.clock() + (opts.timeout or 5)
+  while true do
+    local ok, d = pcall(M.open, seg)
+    if ok then return d end
+    if core.clock() >= deadline then
+      seg:detach()
+      return nil, "dict.attach: no dictionary in segment " .. id .. " after waiting: " ..
+        tostring(d), core.EINVAL
+    end
+    core.sleep(0.01)
+  end
+end
+
+local methods = core.dict_methods
+
+--- Iterate over the keys and values, a page (`keys`) at a time: a key
+-- present during the whole loop is seen exactly once; one set or deleted
+-- meanwhile may or may not be.
+-- @function dict:pairs
+-- @tparam[opt=100] integer count keys per page
+-- @usage for k, v in d:pairs() do print(k, v) end
+function methods.pairs(d, count)
+  local page, i, cursor = nil, 0, 0
+  return function()
+    while true do
+      if page and i < #page then
+        i = i + 1
+        local k = page[i]
+        local v = d:get(k)
+        if v ~= nil then return k, v end
+      elseif cursor == nil then
+        return nil
+      else
+        page, cursor = d:keys(cursor, count)
+        i = 0
+      end
+    end
+  end
+end
+
+return M

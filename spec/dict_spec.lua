@@ -1,0 +1,628 @@
+-- sysvshm.dict: ngx.shared.DICT's API in a segment, across processes,
+-- with crash consistency (SIGKILL at random moments) and hostile bytes.
+local h = require "helpers"
+local shm = h.shm
+local dict = require "sysvshm.dict"
+
+local SCALE = tonumber(os.getenv("SYSVSHM_STRESS_SCALE") or "") or 1
+local SLOW = SCALE < 1
+local function scaled(n, min) return math.max(min or 1, math.floor(n * SCALE)) end
+
+after_each(h.cleanup)
+
+local function new_dict(size, off, rsize)
+  local seg, id = h.new_segment(size or 65536)
+  return dict.new(seg, off, rsize), seg, id
+end
+
+local PRELUDE = [[
+local shm = require "sysvshm"
+local dict = require "sysvshm.dict"
+io.stdout:setvbuf("line")
+print("pid " .. io.open("/proc/self/stat"):read("n"))
+local A = {}
+for i = 1, select("#", ...) do local v = select(i, ...) A[i] = math.tointeger(tonumber(v)) or v end
+local seg = assert(shm.attach(A[1]))
+local d = dict.open(seg, A[2])
+]]
+
+local function spawn(body, ...)
+  return h.spawn_limited(SLOW and 600 or 120, PRELUDE .. body, ...)
+end
+
+describe("sysvshm.dict", function()
+  describe("making and opening", function()
+    it("new makes an empty dictionary in a region; open finds it", function()
+      local seg = h.new_segment(65536)
+      local d = dict.new(seg, 1024, 16384)
+      assert.equals(16384, d:capacity())
+      assert.equals("integer", math.type(d:free_space()))
+      assert.is_true(d:free_space() > 12000 and d:free_space() < 16384)
+      assert.is_nil(d:check())
+      assert.same({}, d:get_keys())
+      local e = dict.open(seg, 1024)
+      assert.is_true(d:set("k", "v"))
+      assert.equals("v", e:get("k"))
+      assert.equals(seg, d:segment())
+      assert.matches("sysvshm.dict %(segment %d+, offset 1024, 16384 bytes%)", tostring(d))
+    end)
+
+    it("a region of 16 KiB works; a too small or misaligned one raises", function()
+      local seg = h.new_segment(65536)
+      local d = dict.new(seg, 0, 16384)
+      for i = 1, 50 do assert.is_true(d:set("key" .. i, ("v"):rep(40))) end
+      assert.equals(50, #d:get_keys())
+      assert.matches("at least 8192 bytes", h.errmsg(dict.new, seg, 0, 4096), 1, true)
+      assert.matches("not 64%-byte aligned", h.errmsg(dict.new, seg, 32))
+      assert.matches("unknown option 'size'", h.errmsg(dict.new, seg, { size = 1 }), 1, true)
+    end)
+
+    it("open refuses a region with no dictionary, another version, a corrupt header", function()
+      local seg = h.new_segment(65536)
+      seg:fill(0)
+      assert.matches("no dictionary here", h.errmsg(dict.open, seg))
+      dict.new(seg)
+      seg:pack("=I4", 4, 99)
+      assert.matches("another layout version", h.errmsg(dict.open, seg))
+      seg:pack("=I4", 4, 1)
+      seg:pack("=I4", 16, 3) -- nbuckets
+      assert.matches("dict region is corrupt", h.errmsg(dict.open, seg))
+      seg:pack("=I8", 8, 1 << 40) -- region larger than the segment
+      assert.matches("dict region is corrupt", h.errmsg(dict.open, seg))
+    end)
+
+    it("attach: the first process creates, the others open; removing is the caller's", function()
+      local key = 0x5d1c0000 + (h.pid() % 0xffff)
+      local d, err = dict.attach(key, 65536)
+      assert.is_truthy(d, err)
+      local seg = d:segment()
+      local id = assert(shm.open(key))
+      h.track(id)
+      assert.equals(384, shm.stat(id).mode) -- 0600
+      d:set("from", "first")
+      local kids = {}
+      for i = 1, 3 do
+        kids[i] = h.spawn([[
+          local shm = require "sysvshm"
+          local dict = require "sysvshm.dict"
+          local d = assert(dict.attach(tonumber((...)), 65536))
+          print(d:get("from"), d:incr("n", 1, 0))
+        ]], key)
+      end
+      local total = 0
+      for i = 1, 3 do
+        local out, ok = h.join(kids[i])
+        assert.is_true(ok, out)
+        assert.matches("^first\t%d", out)
+        total = total + 1
+      end
+      assert.equals(3, d:get("n"))
+      assert.matches("unknown option 'mod'", h.errmsg(dict.attach, key, 65536, { mod = 1 }), 1, true)
+      seg:detach()
+      h.release(id)
+      assert.is_nil(shm.open(key))
+      assert.equals(3, total)
+    end)
+  end)
+
+  describe("ngx.shared.DICT's API", function()
+    it("get and set round-trip every type, with flags", function()
+      local d = new_dict()
+      local values = { true, false, 0, 1, -1, math.maxinteger, math.mininteger, 0.5, -0.0,
+                       1 / 0, -1 / 0, 2 ^ 53, "", "x", "a\0b\0", ("z"):rep(5000) }
+      for i, v in ipairs(values) do
+        assert.same({ true, nil, false }, { d:set("k" .. i, v) })
+      end
+      for i, v in ipairs(values) do
+        local got = d:get("k" .. i)
+        assert.equals(math.type(v), math.type(got))
+        assert.equals(v, got)
+      end
+      assert.equals("-0.0", tostring(d:get("k9")))
+      assert.is_true(d:set("nan", 0 / 0))
+      local nan = d:get("nan")
+      assert.is_true(nan ~= nan)
+      assert.is_true(d:set("f", "v", 0, 42))
+      assert.same({ "v", 42 }, { d:get("f") })
+      assert.same({ "x" }, { d:get("k14") }) -- flags 0: not returned
+      assert.is_true(d:set("f", "v", 0, 0xffffffff))
+      assert.same({ "v", 0xffffffff }, { d:get("f") })
+      assert.has_error(function() d:set("f", "v", 0, -1) end)
+      assert.has_error(function() d:set("f", {}) end)
+      assert.has_error(function() d:set("f", print) end)
+      assert.is_nil(d:get("missing"))
+    end)
+
+    it("keys: numbers as tostring makes them; nil, empty and too long keys", function()
+      local d = new_dict()
+      assert.is_true(d:set(12, "twelve"))
+      assert.equals("twelve", d:get("12"))
+      assert.is_true(d:set(1.5, "x"))
+      assert.equals("x", d:get("1.5"))
+      assert.same({ nil, "nil key" }, { d:get(nil) })
+      assert.same({ nil, "empty key" }, { d:get("") })
+      assert.same({ false, "nil key" }, { d:set(nil, 1) })
+      assert.same({ false, "empty key" }, { d:set("", 1) })
+      assert.same({ nil, "key too long" }, { d:get(("k"):rep(65536)) })
+      assert.same({ false, "key too long" }, { d:set(("k"):rep(65536), 1) })
+      local long = ("k"):rep(65535)
+      local big = new_dict(262144)
+      assert.is_true(big:set(long, "ok"))
+      assert.equals("ok", big:get(long))
+      assert.has_error(function() d:get({}) end)
+      assert.has_error(function() d:get(true) end)
+    end)
+
+    it("add, safe_add, replace, delete", function()
+      local d = new_dict()
+      assert.same({ true, nil, false }, { d:add("a", 1) })
+      assert.same({ false, "exists", false }, { d:add("a", 2) })
+      assert.same({ false, "exists", false }, { d:safe_add("a", 2) })
+      assert.equals(1, d:get("a"))
+      assert.same({ false, "not found", false }, { d:replace("b", 1) })
+      assert.same({ true, nil, false }, { d:replace("a", 3) })
+      assert.equals(3, d:get("a"))
+      assert.is_true(d:delete("a"))
+      assert.is_nil(d:get("a"))
+      assert.is_true(d:set("a", 1))
+      assert.is_true(d:set("a", nil)) -- set nil deletes
+      assert.is_nil(d:get("a"))
+      -- an expired value counts as absent for add and replace
+      assert.is_true(d:set("e", 1, 0.02))
+      shm.sleep(0.04)
+      assert.same({ false, "not found", false }, { d:replace("e", 2) })
+      assert.same({ true, nil, false }, { d:add("e", 2) })
+      assert.equals(2, d:get("e"))
+    end)
+
+    it("incr: integers stay integers and wrap, floats, init and init_ttl, errors", function()
+      local d = new_dict()
+      assert.same({ nil, "not found" }, { d:incr("n", 1) })
+      assert.same({ 11, nil, false }, { d:incr("n", 1, 10) })
+      assert.equals("integer", math.type(d:get("n")))
+      assert.equals(13, d:incr("n", "2"))
+      assert.equals(13.5, d:incr("n", 0.5))
+      assert.equals("float", math.type(d:get("n")))
+      assert.is_true(d:set("w", math.maxinteger))
+      assert.equals(math.mininteger, d:incr("w", 1))
+      assert.is_true(d:set("s", "str"))
+      assert.same({ nil, "not a number" }, { d:incr("s", 1) })
+      assert.has_error(function() d:incr("n", "abc") end)
+      assert.has_error(function() d:incr("n", {}) end)
+      assert.has_error(function() d:incr("n", nil) end)
+      assert.equals(1, d:incr("t", 1, 0, 0.02))
+      local ttl = d:ttl("t")
+      assert.is_true(ttl > 0 and ttl <= 0.02)
+      shm.sleep(0.04)
+      assert.is_nil(d:get("t"))
+      assert.equals(1, d:incr("t", 1, 0))
+      d:lpush("l", 1)
+      assert.same({ nil, "not a number" }, { d:incr("l", 1) })
+    end)
+
+    it("lists: lpush, rpush, lpop, rpop, llen, and their errors", function()
+      local d = new_dict()
+      assert.equals(0, d:llen("l"))
+      assert.is_nil(d:lpop("l"))
+      assert.equals(1, d:rpush("l", "b"))
+      assert.equals(2, d:lpush("l", "a"))
+      assert.equals(3, d:rpush("l", 3))
+      assert.equals(4, d:rpush("l", 4.5))
+      assert.equals(5, d:rpush("l", "a\0b"))
+      assert.equals(5, d:llen("l"))
+      assert.same({ nil, "value is a list" }, { d:get("l") })
+      assert.equals("a", d:lpop("l"))
+      assert.equals("a\0b", d:rpop("l"))
+      assert.equals(4.5, d:rpop("l"))
+      assert.equals("integer", math.type(d:rpop("l")))
+      assert.equals("b", d:lpop("l"))
+      assert.is_nil(d:lpop("l"))
+      assert.is_nil(d:get("l")) -- the key went with the last element
+      assert.is_true(d:set("s", "x"))
+      assert.same({ nil, "value not a list" }, { d:lpush("s", 1) })
+      assert.same({ nil, "value not a list" }, { d:rpop("s") })
+      assert.same({ nil, "value not a list" }, { d:llen("s") })
+      assert.has_error(function() d:lpush("l", {}) end)
+      assert.has_error(function() d:lpush("l", nil) end)
+      assert.has_error(function() d:lpush("l", true) end)
+      for i = 1, 200 do d:rpush("big", i) end
+      for i = 1, 200 do assert.equals(i, d:lpop("big")) end
+    end)
+
+    it("ttl, expire: seconds left, 0 for never; an expired key is not found", function()
+      local d = new_dict()
+      assert.same({ nil, "not found" }, { d:ttl("x") })
+      assert.is_true(d:set("x", 1))
+      assert.equals(0, d:ttl("x"))
+      assert.is_true(d:expire("x", 0.05))
+      local t = d:ttl("x")
+      assert.is_true(t > 0.03 and t <= 0.05, tostring(t))
+      assert.is_true(d:expire("x", 0))
+      assert.equals(0, d:ttl("x"))
+      assert.is_true(d:set("y", 1, 0.02))
+      shm.sleep(0.04)
+      assert.same({ nil, "not found" }, { d:ttl("y") })
+      assert.same({ nil, "not found" }, { d:expire("y", 10) })
+      assert.is_nil(d:get("y"))
+      assert.same({ 1, nil, true }, { d:get_stale("y") })
+      assert.has_error(function() d:set("z", 1, -1) end)
+      assert.has_error(function() d:expire("z") end)
+    end)
+
+    it("flush_all expires everything; flush_expired reclaims, at most max", function()
+      local d = new_dict()
+      for i = 1, 10 do d:set("k" .. i, i) end
+      local free = d:free_space()
+      d:flush_all()
+      assert.is_nil(d:get("k1"))
+      assert.same({}, d:get_keys())
+      assert.equals(free, d:free_space())
+      assert.equals(3, d:flush_expired(3))
+      assert.equals(7, d:flush_expired())
+      assert.is_true(d:free_space() > free)
+      assert.is_nil(d:check())
+    end)
+
+    it("get_keys: 1024 by default, 0 for all", function()
+      local d = new_dict(1 << 20)
+      for i = 1, 1500 do assert.is_true(d:safe_set("k" .. i, i)) end
+      assert.equals(1024, #d:get_keys())
+      assert.equals(1500, #d:get_keys(0))
+      assert.equals(10, #d:get_keys(10))
+    end)
+
+    it("capacity and free_space are integers; free_space tells what fits", function()
+      local d = new_dict(65536)
+      assert.equals(65536, d:capacity())
+      local free = d:free_space()
+      -- an entry of exactly free bytes: 56 of header, key, value
+      assert.same({ true, nil, false }, { d:safe_set("k", ("v"):rep(free - 56 - 1)) })
+      assert.equals(0, d:free_space())
+      assert.same({ false, "no memory", false }, { d:safe_set("j", "x") })
+    end)
+  end)
+
+  describe("memory", function()
+    it("set evicts least recently used entries, says forcible; safe_set never evicts", function()
+      local d = new_dict(16384)
+      local v = ("v"):rep(200)
+      local i = 0
+      repeat
+        i = i + 1
+        local ok = d:safe_set("k" .. i, v)
+      until not ok
+      assert.same({ false, "no memory", false }, { d:safe_set("k" .. i, v) })
+      local n = i - 1
+      -- read k1 so that k2 is the least recently used
+      assert.equals(v, d:get("k1"))
+      local ok, err, forcible = d:set("new", v)
+      assert.is_true(ok, err)
+      assert.is_true(forcible)
+      assert.is_nil(d:get("k2"))
+      assert.equals(v, d:get("k1"))
+      assert.equals(v, d:get("k3"))
+      assert.equals(n, #d:get_keys(0))
+      assert.equals(1, d:stats().evictions)
+      -- written after: evicted after
+      d:set("k3", v)
+      d:set("new2", v)
+      assert.is_nil(d:get("k4"))
+      assert.equals(v, d:get("k3"))
+      -- a value larger than the whole region
+      assert.same({ false, "no memory", false }, { d:set("huge", ("h"):rep(20000)) })
+    end)
+
+    it("no 'no memory' from fragmentation: mixed sizes churn, safe_set fits what free_space says", function()
+      local d = new_dict(1 << 20)
+      math.randomseed(7)
+      local live, refused = {}, 0
+      local rounds = scaled(60000, 5000)
+      for r = 1, rounds do
+        local k = "k" .. math.random(400)
+        if math.random() < 0.4 then
+          d:delete(k)
+          live[k] = nil
+        else
+          local size = math.random() < 0.9 and math.random(1, 300) or math.random(1, 16384)
+          local need = 56 + #k + size
+          need = need + (-need % 8)
+          local fits = need <= d:free_space()
+          local ok, err = d:safe_set(k, ("x"):rep(size))
+          if fits then
+            assert.is_true(ok, ("round %d: %s for %d bytes with %d free"):format(r, tostring(err),
+              need, d:free_space()))
+            live[k] = size
+          elseif not ok then
+            refused = refused + 1
+          end
+        end
+      end
+      assert.is_nil(d:check())
+      for k, size in pairs(live) do assert.equals(size, #d:get(k)) end
+      local st = d:stats()
+      assert.equals(st.free, d:free_space())
+      assert.is_true(st.largest <= st.free)
+    end)
+
+    it("overhead per entry is at most 64 bytes beyond key and value", function()
+      local d = new_dict(1 << 20)
+      local before = d:free_space()
+      for i = 1, 1000 do
+        assert.is_true(d:safe_set(("%016d"):format(i), ("v"):rep(64)))
+      end
+      local per = (before - d:free_space()) / 1000
+      assert.is_true(per - 16 - 64 <= 64, "bytes per entry: " .. per)
+    end)
+  end)
+
+  describe("beyond ngx", function()
+    it("cas sets only over the expected value (type and bytes)", function()
+      local d = new_dict()
+      assert.is_true(d:cas("k", nil, 1)) -- absent: nil matches
+      assert.same({ false, 1 }, { d:cas("k", nil, 2) })
+      assert.same({ false, 1 }, { d:cas("k", 1.0, 2) }) -- float 1.0 is not integer 1
+      assert.same({ false, 1 }, { d:cas("k", "1", 2) })
+      assert.is_true(d:cas("k", 1, "two"))
+      assert.equals("two", d:get("k"))
+      assert.is_true(d:cas("k", "two", nil)) -- deletes
+      assert.is_nil(d:get("k"))
+    end)
+
+    it("version changes on every change, nil when absent; wait sleeps until it changes", function()
+      local d, seg, id = new_dict()
+      assert.is_nil(d:version("k"))
+      d:set("k", 1)
+      local v1 = d:version("k")
+      assert.equals("integer", math.type(v1))
+      d:set("k", 1)
+      local v2 = d:version("k")
+      assert.is_true(v2 ~= v1)
+      d:incr("k", 1)
+      assert.is_true(d:version("k") ~= v2)
+      local t0 = shm.clock()
+      assert.same({ false, "timeout" }, { d:wait("k", d:version("k"), 0.1) })
+      assert.is_true(shm.clock() - t0 >= 0.09)
+      assert.same({ true }, { d:wait("k", v1, 1) }) -- already different
+      local child = spawn([[
+        shm.sleep(0.2)
+        d:set("k", "changed")
+        print("done")
+      ]], id, 0)
+      t0 = shm.clock()
+      assert.same({ true }, { d:wait("k", d:version("k"), 10) })
+      assert.is_true(shm.clock() - t0 < 5)
+      assert.equals("changed", d:get("k"))
+      local out, ok = h.join(child)
+      assert.is_true(ok, out)
+      -- a deletion is a change too; nil waits for the key to appear
+      child = spawn([[ shm.sleep(0.1) d:delete("k") shm.sleep(0.1) d:set("k", 5) ]], id, 0)
+      assert.same({ true }, { d:wait("k", d:version("k"), 10) })
+      assert.is_nil(d:get("k"))
+      assert.same({ true }, { d:wait("k", nil, 10) })
+      assert.equals(5, d:get("k"))
+      h.join(child)
+      local _ = seg
+    end)
+
+    it("keys pages through everything; pairs iterates", function()
+      local d = new_dict(1 << 20)
+      for i = 1, 1000 do d:set("k" .. i, i) end
+      local seen, cursor, pages = {}, 0, 0
+      repeat
+        local page
+        page, cursor = d:keys(cursor, 50)
+        pages = pages + 1
+        for _, k in ipairs(page) do
+          assert.is_nil(seen[k], "twice: " .. k)
+          seen[k] = true
+        end
+      until cursor == nil
+      local n = 0
+      for _ in pairs(seen) do n = n + 1 end
+      assert.equals(1000, n)
+      assert.is_true(pages > 10)
+      local sum = 0
+      for k, v in d:pairs() do
+        assert.equals("k" .. v, k)
+        sum = sum + v
+      end
+      assert.equals(1000 * 1001 // 2, sum)
+      assert.has_error(function() d:keys(-1) end)
+      assert.has_error(function() d:keys(0, 0) end)
+    end)
+
+    it("stats and check", function()
+      local d = new_dict()
+      d:set("a", ("x"):rep(100))
+      local st = d:stats()
+      assert.equals(1, st.entries)
+      assert.equals(65536, st.capacity)
+      assert.equals(d:free_space(), st.free)
+      for _, f in ipairs({ "used", "largest", "evictions", "expirations", "contention", "repairs" }) do
+        assert.equals("integer", math.type(st[f]), f)
+      end
+      assert.is_nil(d:check())
+    end)
+
+    it("a detached segment raises, also when a finalizer detaches it during the call", function()
+      local d, seg = new_dict()
+      d:set("k", "v")
+      -- a key given as a number is converted to a string: that allocates,
+      -- and a collection may run this finalizer, which detaches
+      local armed = true
+      for _ = 1, 50 do
+        setmetatable({}, { __gc = function() if armed then seg:detach() end end })
+      end
+      local ok = true
+      for i = 1, 200000 do
+        ok = pcall(d.set, d, i + 0.5, "v")
+        if not ok then break end
+        collectgarbage("step")
+      end
+      armed = false
+      assert.is_false(ok)
+      assert.matches("detached", h.errmsg(d.get, d, "k"))
+      assert.matches("detached", h.errmsg(d.set, d, "k", 1))
+      assert.matches("detached", h.errmsg(d.capacity, d))
+    end)
+  end)
+
+  describe("across processes", function()
+    it("4 processes x incr: exact totals", function()
+      local d, _, id = new_dict(1 << 20)
+      local N = scaled(20000, 1000)
+      local kids = {}
+      for i = 1, 4 do
+        kids[i] = spawn([[
+          for i = 1, A[3] do
+            assert(d:incr("total", 1, 0))
+            assert(d:incr("k" .. (i % 10), 1, 0))
+          end
+          print("done")
+        ]], id, 0, N)
+      end
+      for i = 1, 4 do
+        local out, ok = h.join(kids[i])
+        assert.is_true(ok, out)
+      end
+      assert.equals(4 * N, d:get("total"))
+      local sum = 0
+      for i = 0, 9 do sum = sum + d:get("k" .. i) end
+      assert.equals(4 * N, sum)
+      assert.is_nil(d:check())
+    end)
+
+    it("a scan while others write returns every key present throughout exactly once", function()
+      local d, _, id = new_dict(1 << 20)
+      for i = 1, 2000 do d:set("stay" .. i, i) end
+      local writer = spawn([[
+        local n = 0
+        while d:get("stop") == nil do
+          n = n + 1
+          d:set("churn" .. (n % 500), ("x"):rep(n % 300))
+          if n % 3 == 0 then d:delete("churn" .. ((n * 7) % 500)) end
+        end
+        print("wrote " .. n)
+      ]], id, 0)
+      shm.sleep(0.05)
+      for _ = 1, 5 do
+        local seen = {}
+        for k in d:pairs(37) do
+          assert.is_nil(seen[k], "twice: " .. k)
+          seen[k] = true
+        end
+        for i = 1, 2000 do assert.is_true(seen["stay" .. i], "missing stay" .. i) end
+      end
+      d:set("stop", true)
+      local out, ok = h.join(writer)
+      assert.is_true(ok, out)
+      assert.is_nil(d:check())
+    end)
+
+    it("SIGKILL at random moments of random calls leaves it sound; acknowledged sets stay", function()
+      local d, seg, id = new_dict(1 << 22) -- large enough that nothing is evicted
+      local rounds = scaled(40, 8)
+      local body = [[
+        math.randomseed(A[3])
+        local n = 0
+        while true do
+          n = n + 1
+          local k = "k" .. math.random(300)
+          local r = math.random(10)
+          if r <= 3 then d:set(k, ("v"):rep(math.random(0, 2000)))
+          elseif r == 4 then d:delete(k)
+          elseif r == 5 then d:incr("n" .. math.random(5), 1, 0)
+          elseif r == 6 then d:lpush("l" .. math.random(5), n)
+          elseif r == 7 then d:rpop("l" .. math.random(5))
+          elseif r == 8 then d:safe_set(k, n, 0.01)
+          elseif r == 9 then d:get(k)
+          else d:flush_expired(5) end
+          -- an acknowledged, unique write: must survive the kill
+          if n % 50 == 0 then
+            local key = "ack" .. A[3] .. "_" .. n
+            if d:safe_set(key, n) then print("ack " .. key) end
+          end
+        end
+      ]]
+      local acked = {}
+      for r = 1, rounds do
+        local kids = {}
+        for i = 1, 3 do kids[i] = spawn(body, id, 0, r * 10 + i) end
+        for i = 1, 3 do kids[i]:waitpid() end
+        shm.sleep(0.02 + math.random() * 0.05)
+        for i = 1, 3 do
+          kids[i]:kill()
+          for _, l in ipairs(kids[i].out) do
+            local key = l:match("^ack (%S+)$")
+            if key then acked[key] = true end
+          end
+        end
+        local bad = d:check()
+        assert.is_nil(bad, ("round %d: %s"):format(r, tostring(bad)))
+      end
+      -- acknowledged keys of unique names are never overwritten, deleted
+      -- or evicted: every one must be there with its value
+      assert.equals(0, d:stats().evictions)
+      local missing = 0
+      for key in pairs(acked) do
+        local v = d:get(key)
+        if v == nil then missing = missing + 1 else assert.equals(tonumber(key:match("_(%d+)$")), v) end
+      end
+      assert.equals(0, missing, missing .. " acknowledged sets lost")
+      print(("dict kill loop: %d rounds, %d acknowledged sets, %d lost, repairs %d"):format(
+        rounds, (function() local n = 0 for _ in pairs(acked) do n = n + 1 end return n end)(),
+        missing, d:stats().repairs))
+      local _ = seg
+    end)
+
+    it("scribblers over the region: users end without a signal, errors instead", function()
+      local _, seg, id = new_dict(65536 + 128, 0, 65536)
+      seg:fill(0xA5, 65536)
+      local user = [[
+        local calls, errors = 0, 0
+        local stop = shm.clock() + A[3]
+        while shm.clock() < stop do
+          local k = "k" .. math.random(100)
+          local ok = pcall(function()
+            local r = math.random(6)
+            if r == 1 then d:set(k, ("v"):rep(math.random(0, 500)))
+            elseif r == 2 then d:get(k)
+            elseif r == 3 then d:incr(k, 1, 0)
+            elseif r == 4 then d:lpush("l", 1) d:rpop("l")
+            elseif r == 5 then d:get_keys(10) d:check()
+            else d:delete(k) end
+          end)
+          calls = calls + 1
+          if not ok then errors = errors + 1 end
+        end
+        print("user calls=" .. calls .. " errors=" .. errors)
+      ]]
+      local scribbler = [[
+        math.randomseed(A[4])
+        local stop = shm.clock() + A[3]
+        local rounds = 0
+        while shm.clock() < stop do
+          rounds = rounds + 1
+          local off = math.random(0, 65535)
+          local n = math.random(1, math.min(64, 65536 - off))
+          local t = {}
+          for i = 1, n do t[i] = string.char(math.random(0, 255)) end
+          seg:write(off, table.concat(t))
+          if rounds % 200 == 0 then dict.new(seg, 0, 65536) end
+          shm.sleep(0.0005)
+        end
+        print("scribbler rounds=" .. rounds)
+      ]]
+      local seconds = 3
+      local kids = {}
+      for _ = 1, 2 do kids[#kids + 1] = spawn(user, id, 0, seconds) end
+      kids[#kids + 1] = h.spawn_limited(60, PRELUDE:gsub("local d = dict.open%(seg, A%[2%]%)", "")
+        .. scribbler, id, 0, seconds, 5)
+      for _, k in ipairs(kids) do
+        local out, ok = h.join(k)
+        assert.is_true(ok, ("ended with %s %s:\n%s"):format(tostring(k.how), tostring(k.code), out))
+      end
+      assert.equals(("\xA5"):rep(128), seg:read(65536, 128))
+    end)
+  end)
+end)
