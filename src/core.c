@@ -265,6 +265,69 @@ static int shm_create(lua_State *L) {
 }
 
 /***
+ * A new private segment, attached and already marked for removal
+ * (IPC_RMID right after shmat), so that it cannot outlive its users: it
+ * goes when the last process detaches or dies, whatever happens.  On Linux
+ * other processes can still attach it by id while it is attached somewhere
+ * (pass them the id; they need the permission bits of `mode`); once every
+ * attachment is gone, it is gone, and attaching the id fails (EINVAL or
+ * EIDRM).  Elsewhere a removed segment cannot be attached at all.  The
+ * only window left is the few microseconds between shmget and shmctl
+ * inside this call: a SIGKILL there would leave the segment behind.
+ * @function private
+ * @tparam integer size in bytes
+ * @tparam[opt] table opts `mode` (permission bits, default 0600)
+ * @treturn[1] segment
+ * @treturn[1] integer its id
+ * @treturn[2] nil
+ * @treturn[2] string message
+ * @treturn[2] integer errno
+ * @usage local seg <close>, id = assert(shm.private(4096))
+ */
+static int shm_private(lua_State *L) {
+  static const char *const names[] = {"mode", NULL};
+  size_t size = checksize(L, 1);
+  lua_Integer mode = DEFAULT_MODE;
+  struct shmid_ds ds;
+  Segment *s;
+  void *addr;
+  int id;
+
+  shmL_checkopts(L, 2, names);
+  if (optfield_int(L, 2, "mode", &mode))
+    (void)checkmode(L, 2, mode);
+
+  s = seg_new(L); /* before the segment exists: no memory error after it */
+  id = shmget(IPC_PRIVATE, size, IPC_CREAT | IPC_EXCL | (int)mode);
+  if (id < 0)
+    return shmL_pusherror(L, "shmget");
+
+  addr = shmat(id, NULL, 0);
+  if (addr == (void *)-1) {
+    int en = errno;
+
+    (void)shmctl(id, IPC_RMID, NULL);
+    errno = en;
+    return shmL_pusherror(L, "shmat");
+  }
+
+  s->addr = (unsigned char *)addr;
+  s->id = id;
+  if (shmctl(id, IPC_STAT, &ds) != 0 || shmctl(id, IPC_RMID, NULL) != 0) {
+    int en = errno;
+
+    (void)shmctl(id, IPC_RMID, NULL);
+    (void)seg_detach(s);
+    errno = en;
+    return shmL_pusherror(L, "shmctl");
+  }
+
+  s->size = ds.shm_segsz;
+  lua_pushinteger(L, id);
+  return 2;
+}
+
+/***
  * The id of an existing segment.
  * @function open
  * @tparam integer key
@@ -557,7 +620,7 @@ static const luaL_Reg shm_funcs[] = {
     {"attach", shm_attach}, {"stat", shm_stat},     {"remove", shm_remove},
     {"shmget", shm_shmget}, {"shmat", shm_shmat},   {"shmdt", shm_shmdt},
     {"shmctl", shm_shmctl}, {"sleep", shm_sleep},   {"type", shm_type},
-    {"list", shm_list},
+    {"list", shm_list},     {"private", shm_private},
     {NULL, NULL}};
 
 static void setconstants(lua_State *L) {
@@ -597,6 +660,7 @@ int luaopen_sysvshm_core(lua_State *L) {
   sync_open(L);
   channel_open(L);
   dict_open_module(L);
+  sem_open_module(L);
   luaL_setfuncs(L, shm_funcs, 1); /* every function gets the metatable */
   setconstants(L);
   lua_pushliteral(L, "sysvshm " SYSVSHM_VERSION);

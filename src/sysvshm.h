@@ -12,6 +12,7 @@
  *   sync.c     atomics, futex wait/wake, the mutex handle
  *   lock.c     the lock word under the mutex and the channel
  *   channel.c  a multi-process message queue in a segment region
+ *   sem.c      System V semaphore sets (the core's table `sem`)
  */
 #ifndef SYSVSHM_H
 #define SYSVSHM_H
@@ -259,5 +260,8 @@ void channel_open(lua_State *L);
 
 /* dict.c: with the module table at -2 and the segment metatable at -1 */
 void dict_open_module(lua_State *L);
+
+/* sem.c: with the module table at -2 and the segment metatable at -1 */
+void sem_open_module(lua_State *L);
 
 #endif

@@ -15,7 +15,8 @@
 #   luacheck  lua/, spec/, bench/ (.luacheckrc)
 #   cppcheck  src/ (warning, style, performance, portability)
 #   fuzz      the libFuzzer targets of fuzz/ (make fuzz: the pack format,
-#             channel regions overwritten with fuzzed bytes), each for
+#             channel and dictionary regions overwritten with fuzzed
+#             bytes), each for
 #             CHECK_FUZZ_SECONDS; findings are saved in a scratch
 #             directory outside the tree (fuzz/run.sh)
 #   (lint = luacheck + cppcheck)
@@ -47,6 +48,8 @@
 #   CHECK_VALGRIND_SKIP   tests left out under valgrind (busted
 #                         --filter-out patterns, space-separated; default:
 #                         three tests that valgrind itself breaks, below)
+#   CHECK_VALGRIND_EXCLUDE_TAGS  busted tags left out under valgrind
+#                         (default: stress, the multi-process stress tests)
 #   CHECK_SAN_EXTRA       more flags for the sanitizer build (e.g.
 #                         -fno-sanitize=nonnull-attribute to look past a
 #                         known finding)
@@ -71,6 +74,9 @@ CHECK_KEEP_GOING=${CHECK_KEEP_GOING:-1}
 # cannot print the id" closes stdout, which valgrind then takes for its
 # log; interrupt_spec's Ctrl-C tests and channel_spec's wake-up promptness
 # test measure time (seconds under valgrind), not memory.
+# The multi-process stress tests (tagged #stress: many children, each ~50x
+# slower under valgrind) run under ASan and in make test, not valgrind.
+CHECK_VALGRIND_EXCLUDE_TAGS=${CHECK_VALGRIND_EXCLUDE_TAGS-stress}
 CHECK_VALGRIND_SKIP=${CHECK_VALGRIND_SKIP-reader.stops.quietly.on.SIGINT shows.every.field,.the.numbers.readable.too shows.a.segment.as.ipcs removes.the.segment.it.created.when.it.cannot.print Ctrl.C.interrupts wakes.a.sender.sleeping.on.a.full.channel}
 SUITE_ARGS=""
 CC=${CC:-cc}
@@ -375,6 +381,7 @@ EOF
 
   # shellcheck disable=SC2086
   SUITE_ARGS=$(for t in $CHECK_VALGRIND_SKIP; do printf ' --filter-out=%s' "$t"; done)
+  SUITE_ARGS="$SUITE_ARGS --exclude-tags=manual,$CHECK_VALGRIND_EXCLUDE_TAGS"
   suite valgrind "$wrapper" "$bdir" "$logs" \
     SYSVSHM_STRESS_SCALE="$CHECK_VALGRIND_SCALE"
   SUITE_ARGS=""
