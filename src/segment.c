@@ -3,6 +3,13 @@
  * with 0-based, bounds-checked byte and string access.  Every method goes
  * through seg_check/seg_checkw/seg_checkany, which reject anything that is
  * not an attached segment before any memory is touched.
+ *
+ * A finalizer may detach a segment whenever the collector runs, that is at
+ * any allocation.  The methods here make none between their check and
+ * their last access to the memory (arguments are checked without
+ * converting numbers to strings or calling metamethods, and a push that
+ * allocates copies the bytes before it can collect); pack.c's, which must
+ * allocate as they go, take the address again through seg_addr.
  */
 
 /***
@@ -187,6 +194,14 @@ void seg_argfail(lua_State *L, int arg, int need) {
   else if (need >= 2 && s->readonly)
     luaL_error(L, "attempt to write to a read-only segment");
   abort(); /* not reached: called only when a check fails */
+}
+
+/* seg_addr (sysvshm.h): a finalizer detached the segment while a method
+ * was running. */
+void seg_lostfail(lua_State *L) {
+  luaL_error(L, "segment detached during the call");
+  /* cppcheck-suppress unreachableCode */
+  abort(); /* not reached: luaL_error raises */
 }
 
 int seg_detach(Segment *s) {

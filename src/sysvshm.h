@@ -91,6 +91,26 @@ static inline Segment *seg_need(lua_State *L, int arg, int need) {
   seg_argfail(L, arg, need);
 }
 
+/* Raises "segment detached during the call" (segment.c). */
+SHM_NORETURN void seg_lostfail(lua_State *L);
+
+/* The address of s, fetched again after anything that can run Lua code:
+ * an allocation (pushing a new string, a userdata, a table; luaL_Buffer
+ * growth), a number converted to a string (lua_tolstring,
+ * luaL_checklstring), a metamethod (lua_getfield on a table that has one).
+ * Any of them can run a garbage collector step, and any finalizer may
+ * detach s.  seg_check* at entry is not enough for a method that makes
+ * such a call before it touches the memory: it must convert all its
+ * arguments first and take the address from here afterwards, with no Lua
+ * call in between (a loop that pushes values read from the segment calls
+ * it again before each read). */
+static inline unsigned char *seg_addr(lua_State *L, const Segment *s) {
+  if (SHM_LIKELY(s->addr != NULL))
+    return s->addr;
+
+  seg_lostfail(L);
+}
+
 static inline Segment *seg_checkany(lua_State *L, int arg) { return seg_need(L, arg, 0); }
 static inline Segment *seg_check(lua_State *L, int arg) { return seg_need(L, arg, 1); }
 static inline Segment *seg_checkw(lua_State *L, int arg) { return seg_need(L, arg, 2); }
@@ -177,7 +197,9 @@ typedef struct ShmPacker {
  * start, writing nothing.  Raises on a bad format or value, in format order
  * as string.pack does.  Returns 1 with *end the position after the last
  * byte, or 0 with *end the position of the first item that would run past
- * limit (the items after it are not checked).  start <= limit. */
+ * limit (the items after it are not checked).  start <= limit.  It runs Lua
+ * code (a number for a string option is converted to a new string, which
+ * can run a finalizer): take the destination address after it (seg_addr). */
 int shm_packcheck(lua_State *L, ShmPacker *pk, const char *fmt, int arg,
                   size_t start, size_t limit, size_t *end);
 
@@ -190,7 +212,8 @@ void shm_packwrite(lua_State *L, const ShmPacker *pk, unsigned char *dst,
 /* Raise on the first error of fmt, if any; reads no value. */
 void shm_fmtcheck(lua_State *L, const char *fmt);
 
-/* Push the values of fmt read from buf[*pos..size), position 0 at buf[0];
+/* Push the values of fmt read from buf[*pos..size), position 0 at buf[0]
+ * (buf not NULL: a NULL buffer raises "segment detached during the call");
  * return how many were pushed, with *pos after the last byte read.  Raises
  * on a format error and on a 9- to 16-byte integer that does not fit a
  * lua_Integer; when the bytes do not match the format, calls fail (which
