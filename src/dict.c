@@ -333,9 +333,9 @@ static int find_live(Dict *d, const Key *k, uint32_t *link, uint32_t *off) {
  * for memory. */
 static void finish(lua_State *L, Dict *d, int r) {
   if (r == DR_CORRUPT)
-    dict_repair(d);
-
-  dict_write_end(d);
+    dict_repair(d); /* ends the write section (seq even again) */
+  else
+    dict_write_end(d);
   dict_unlock(d);
   if (r == DR_CORRUPT)
     dict_raise(L, r);
@@ -385,7 +385,7 @@ static int store(lua_State *L, int op) {
     int evict = op == OP_SET || op == OP_ADD || op == OP_REPLACE;
 
     r = dict_put(d, k.s, k.len, k.hash, &v, flags, expire, evict, &forcible,
-                 NULL, 0);
+                 NULL, 0, link, off);
   }
   finish(L, d, r);
 
@@ -533,7 +533,8 @@ static int d_incr(lua_State *L) {
       r = DR_NOTFOUND;
     } else {
       add_values(&sum, &init, &step);
-      r = dict_put(d, k.s, k.len, k.hash, &sum, 0, expire, 1, &forcible, NULL, 0);
+      r = dict_put(d, k.s, k.len, k.hash, &sum, 0, expire, 1, &forcible, NULL, 0,
+                   link, off);
     }
   } else {
     DictEntry s, *e = dict_entry(d, off, &s);
@@ -551,12 +552,12 @@ static int d_incr(lua_State *L) {
       add_values(&sum, &cur, &step);
       if (sum.type == s.vtype) { /* in place: one 8-byte store */
         memcpy(p, sum.type == DV_INT ? (void *)&sum.i : (void *)&sum.n, 8);
-        dict_bump(d, off);
-        dict_touch(d, off);
+        dict_bump_entry(d, e, &s);
+        dict_touch_entry(d, off, e);
         r = DR_OK;
       } else {
         r = dict_put(d, k.s, k.len, k.hash, &sum, s.flags, s.expire, 1,
-                     &forcible, NULL, 0);
+                     &forcible, NULL, 0, link, off);
       }
     }
   }
@@ -717,7 +718,8 @@ static int push_common(lua_State *L, int left) {
       lv.type = DV_LIST;
       lv.s = d->buf;
       lv.len = oldlen + es;
-      r = dict_put(d, k.s, k.len, k.hash, &lv, 0, expire, 1, &forcible, NULL, 0);
+      r = dict_put(d, k.s, k.len, k.hash, &lv, 0, expire, 1, &forcible, NULL, 0,
+                   link, off);
     }
   }
   finish(L, d, r);
@@ -829,7 +831,7 @@ static int pop_common(lua_State *L, int left) {
         lv.s = (const char *)b;
         lv.len = restlen;
         r = dict_put(d, k.s, k.len, k.hash, &lv, s.flags, s.expire, 1,
-                     &forcible, NULL, 0);
+                     &forcible, NULL, 0, link, off);
       }
     }
   }
@@ -1244,7 +1246,7 @@ static int d_cas(lua_State *L) {
       r = DR_OK;
     } else {
       r = dict_put(d, k.s, k.len, k.hash, &nv, flags, expire, 1, &forcible,
-                   NULL, 0);
+                   NULL, 0, link, off);
     }
   }
   finish(L, d, r);
@@ -1310,8 +1312,12 @@ static int d_wait(lua_State *L) {
     lua_Integer cur = 0;
     int r, capped;
 
+    /* the waiter's half of the handshake (wake_slot in dict_store.c):
+     * count ourselves, then read the slot word and seq (seq_cst: after a
+     * writer's seq increment that did not see our count), then the key */
     __atomic_fetch_add(&slot[1], 1, __ATOMIC_SEQ_CST);
     seen = __atomic_load_n(&slot[0], __ATOMIC_SEQ_CST);
+    (void)__atomic_load_n(&dict_header(d)->seq, __ATOMIC_SEQ_CST);
     r = dict_peek(d, k.s, k.len, k.hash, &o, &where);
     if (r == DR_OK && !(o.expire != 0 && o.expire <= dict_now()))
       cur = (lua_Integer)o.version;

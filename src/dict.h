@@ -29,6 +29,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "sysvshm.h"
 
@@ -106,6 +107,7 @@ typedef struct Dict {
   uint32_t region;  /* region size */
   uint32_t nbuckets, buckets_off, heap_off, heap_end, nstripes, stripes_off;
   uint32_t stripe;  /* this process's read stripe */
+  uint32_t wake;    /* wait slots (bits) to wake after the write section */
   char *buf;        /* values copied out of the region, pushed after */
   size_t bufsize;
 } Dict;
@@ -135,6 +137,25 @@ static inline unsigned char *dict_base(const Dict *d) { return d->seg->addr + d-
 static inline DictHeader *dict_header(const Dict *d) { return (DictHeader *)(void *)dict_base(d); }
 static inline DictState *dict_state(const Dict *d) {
   return (DictState *)(void *)(dict_base(d) + DICT_STATE_OFF);
+}
+
+/* The entry at off, or NULL when what is there cannot be one: a misaligned
+ * or out-of-heap offset, another tag, lengths that do not fit its size.
+ * The header is read once, into *s, and checked there: another process may
+ * write over the region at any moment, so callers take every length and
+ * offset from *s, never again from the entry.  (Inline: the hot paths call
+ * it for every entry they step on.) */
+static inline DictEntry *dict_entry(const Dict *d, uint32_t off, DictEntry *s) {
+  if (off % 8u != 0 || off < d->heap_off || off > d->heap_end - ENTRY_HEAD)
+    return NULL;
+
+  memcpy(s, dict_base(d) + off, sizeof *s);
+  if (s->tag != ENTRY_TAG || s->size % 8u != 0 || s->size < ENTRY_HEAD ||
+      s->size > d->heap_end - off || s->klen > DICT_MAX_KEY || s->vlen > s->size ||
+      (size_t)ENTRY_HEAD + s->klen + s->vlen > s->size)
+    return NULL;
+
+  return (DictEntry *)(void *)(dict_base(d) + off);
 }
 
 /* results of the store's operations */
@@ -167,17 +188,22 @@ void dict_repair(Dict *d); /* rebuild from the chains, under the lock */
  * the offset of the u32 that points to it; expired entries are found too. */
 uint32_t dict_find(Dict *d, const char *k, size_t klen, uint32_t h,
                    uint32_t *link, int *corrupt);
-DictEntry *dict_entry(const Dict *d, uint32_t off, DictEntry *snap); /* checked copy in *snap */
 /* store key = value (a new entry replacing `old` at `link`, or added);
- * evict: 0 never, 1 as needed (sets *forcible).  DR_OK / DR_NOMEM. */
+ * evict: 0 never, 1 as needed (sets *forcible).  DR_OK / DR_NOMEM.
+ * link, old: what dict_find answered for the key in this lock hold (old 0:
+ * none), or link 0 to have it looked up. */
 int dict_put(Dict *d, const char *k, size_t klen, uint32_t h,
              const DictValue *v, uint32_t flags, int64_t expire, int evict,
-             int *forcible, const void *prefix, size_t plen);
+             int *forcible, const void *prefix, size_t plen, uint32_t link,
+             uint32_t old);
 void dict_remove(Dict *d, uint32_t link, uint32_t off); /* unlink and free */
 void dict_touch(Dict *d, uint32_t off);                  /* LRU head */
+void dict_touch_entry(Dict *d, uint32_t off, DictEntry *e); /* e: indexed */
 void dict_bump(Dict *d, uint32_t off);                   /* new version, wake */
+void dict_bump_entry(Dict *d, DictEntry *e, const DictEntry *s); /* s: checked */
 int dict_copyout(Dict *d, uint32_t off, DictOut *o);     /* into d->buf; 0 ok,
-                                                            -1 no memory */
+                                                            -1 not an entry,
+                                                            -2 no memory */
 void dict_write_begin(Dict *d);
 void dict_write_end(Dict *d);
 int dict_wslot(uint32_t hash);

@@ -146,23 +146,7 @@ const char *dict_validate_header(Dict *d, const DictHeader *h, size_t avail) {
 
 /* ---- entries ------------------------------------------------------------- */
 
-/* The entry at off, or NULL when what is there cannot be one: a misaligned
- * or out-of-heap offset, another tag, lengths that do not fit its size.
- * The header is read once, into *s, and checked there: another process may
- * write over the region at any moment, so callers take every length and
- * offset from *s, never again from the entry. */
-DictEntry *dict_entry(const Dict *d, uint32_t off, DictEntry *s) {
-  if (off % 8u != 0 || off < d->heap_off || off > d->heap_end - ENTRY_HEAD)
-    return NULL;
-
-  memcpy(s, dict_base(d) + off, sizeof *s);
-  if (s->tag != ENTRY_TAG || s->size % 8u != 0 || s->size < ENTRY_HEAD ||
-      s->size > d->heap_end - off || s->klen > DICT_MAX_KEY || s->vlen > s->size ||
-      (size_t)ENTRY_HEAD + s->klen + s->vlen > s->size)
-    return NULL;
-
-  return (DictEntry *)(void *)(dict_base(d) + off);
-}
+/* (dict_entry, the checked snapshot of an entry's header, is in dict.h) */
 
 static const char *ekey(const DictEntry *e) { return (const char *)(e + 1); }
 
@@ -223,14 +207,27 @@ static uint32_t find_link(Dict *d, uint32_t off, uint32_t h) {
 
 /* ---- the seqlock --------------------------------------------------------- */
 
+/* Only the lock holder writes seq, so begin is a plain increment (a load
+ * and a store) followed by a release fence: the odd value is ordered before
+ * every store of the section (a reader whose copy saw one of them then
+ * sees seq changed, through its acquire fence).  End is one seq_cst
+ * read-modify-write: it releases the section's stores to the readers and,
+ * being a full barrier, orders them before the loads of the waiter counts
+ * that follow (the writer's half of the Dekker handshake with d:wait, which
+ * increments its count, then reads seq). */
 void dict_write_begin(Dict *d) {
-  __atomic_fetch_add(&dict_header(d)->seq, 1, __ATOMIC_SEQ_CST);
-  __atomic_thread_fence(__ATOMIC_SEQ_CST);
+  uint64_t *seq = &dict_header(d)->seq;
+
+  __atomic_store_n(seq, __atomic_load_n(seq, __ATOMIC_RELAXED) + 1u, __ATOMIC_RELAXED);
+  __atomic_thread_fence(__ATOMIC_RELEASE);
 }
 
+static void wake_pending(Dict *d);
+
 void dict_write_end(Dict *d) {
-  __atomic_thread_fence(__ATOMIC_SEQ_CST);
   __atomic_fetch_add(&dict_header(d)->seq, 1, __ATOMIC_SEQ_CST);
+  if (d->wake != 0)
+    wake_pending(d);
 }
 
 /* ---- LRU ----------------------------------------------------------------- */
@@ -273,22 +270,37 @@ static void lru_push(Dict *d, uint32_t off, DictEntry *e) {
 void dict_touch(Dict *d, uint32_t off) {
   DictEntry s, *e = dict_entry(d, off, &s);
 
-  if (e == NULL || dict_state(d)->lru_head == off)
+  if (e != NULL)
+    dict_touch_entry(d, off, e);
+}
+
+/* A get notes the entry it read in its process's stripe; the next lock
+ * holder moves those entries to the LRU head, after checking each is still
+ * indexed.  Lossy by design, and so without a read-modify-write: a full
+ * stripe drops the read, and two processes sharing a stripe (pid modulo
+ * the stripes), or a reader racing the lock holder's reset, may overwrite
+ * each other's slot or bring back a slot already replayed (an LRU order
+ * approximate under concurrent reads, as documented; every slot replayed
+ * is checked).  A process alone in its stripe with no lock holder
+ * meanwhile, a quiet dictionary, records every read in order, up to
+ * DICT_STRIPE_SLOTS between two writes. */
+void dict_record_read(Dict *d, uint32_t off) {
+  uint32_t *s = u32at(d, d->stripes_off + d->stripe * DICT_STRIPE_BYTES);
+  uint32_t i = __atomic_load_n(&s[0], __ATOMIC_RELAXED);
+
+  if (i < DICT_STRIPE_SLOTS) {
+    __atomic_store_n(&s[1 + i], off, __ATOMIC_RELAXED);
+    __atomic_store_n(&s[0], i + 1u, __ATOMIC_RELEASE);
+  }
+}
+
+/* Move e (at off, indexed: checked by the caller) to the LRU head. */
+void dict_touch_entry(Dict *d, uint32_t off, DictEntry *e) {
+  if (dict_state(d)->lru_head == off)
     return;
 
   lru_unlink(d, e);
   lru_push(d, off, e);
-}
-
-/* A get notes the entry it read in its process's stripe (lossy: when the
- * stripe is full the read is not recorded); the next lock holder moves
- * those entries to the LRU head, after checking each is still indexed. */
-void dict_record_read(Dict *d, uint32_t off) {
-  uint32_t *s = u32at(d, d->stripes_off + d->stripe * DICT_STRIPE_BYTES);
-  uint32_t i = __atomic_fetch_add(&s[0], 1, __ATOMIC_RELAXED);
-
-  if (i < DICT_STRIPE_SLOTS)
-    __atomic_store_n(&s[1 + i], off, __ATOMIC_RELAXED);
 }
 
 static void replay_reads(Dict *d) {
@@ -296,16 +308,19 @@ static void replay_reads(Dict *d) {
 
   for (i = 0; i < d->nstripes; i++) {
     uint32_t *s = u32at(d, d->stripes_off + i * DICT_STRIPE_BYTES);
-    uint32_t n = __atomic_exchange_n(&s[0], 0, __ATOMIC_ACQ_REL);
+    uint32_t n = __atomic_load_n(&s[0], __ATOMIC_ACQUIRE);
 
+    if (n == 0) /* the usual case: look before writing the line */
+      continue;
+    n = __atomic_exchange_n(&s[0], 0, __ATOMIC_ACQ_REL);
     if (n > DICT_STRIPE_SLOTS)
       n = DICT_STRIPE_SLOTS;
     for (j = 0; j < n; j++) {
       uint32_t off = __atomic_load_n(&s[1 + j], __ATOMIC_RELAXED);
-      DictEntry snap;
+      DictEntry snap, *e = dict_entry(d, off, &snap);
 
-      if (dict_entry(d, off, &snap) != NULL && find_link(d, off, snap.hash) != 0)
-        dict_touch(d, off);
+      if (e != NULL && find_link(d, off, snap.hash) != 0)
+        dict_touch_entry(d, off, e);
     }
   }
 }
@@ -314,21 +329,43 @@ static void replay_reads(Dict *d) {
 
 int dict_wslot(uint32_t hash) { return (int)(hash % DICT_WAIT_SLOTS); }
 
+/* A change to a key of this hash: its wait slot is woken after the write
+ * section (dict_write_end), so that a write costs one load per slot when
+ * nobody waits.  The handshake with d:wait (dict.c): the waiter increments
+ * the slot's waiter count (seq_cst), then reads seq and the key; the
+ * writer commits, increments seq (seq_cst RMW), then loads the count.
+ * Either the writer sees the waiter and bumps the slot word the waiter
+ * sleeps on (its futex wait then returns at once), or the waiter's reads
+ * come after the writer's seq increment in the single total order and see
+ * the change. */
 static void wake_slot(Dict *d, uint32_t hash) {
-  uint32_t *w = u32at(d, DICT_WAIT_OFF + 8u * (uint32_t)dict_wslot(hash));
+  d->wake |= 1u << dict_wslot(hash);
+}
 
-  __atomic_fetch_add(&w[0], 1, __ATOMIC_SEQ_CST);
-  if (__atomic_load_n(&w[1], __ATOMIC_SEQ_CST) != 0)
-    syscall(SYS_futex, &w[0], FUTEX_WAKE, INT32_MAX, NULL, NULL, 0);
+static void wake_pending(Dict *d) {
+  uint32_t m = d->wake, i;
+
+  d->wake = 0;
+  for (i = 0; m != 0 && i < DICT_WAIT_SLOTS; i++, m >>= 1) {
+    uint32_t *w = u32at(d, DICT_WAIT_OFF + 8u * i);
+
+    if ((m & 1u) && __atomic_load_n(&w[1], __ATOMIC_SEQ_CST) != 0) {
+      __atomic_fetch_add(&w[0], 1, __ATOMIC_SEQ_CST);
+      syscall(SYS_futex, &w[0], FUTEX_WAKE, INT32_MAX, NULL, NULL, 0);
+    }
+  }
 }
 
 void dict_bump(Dict *d, uint32_t off) {
   DictEntry s, *e = dict_entry(d, off, &s);
 
-  if (e != NULL) {
-    e->version = ++dict_state(d)->clock;
-    wake_slot(d, s.hash);
-  }
+  if (e != NULL)
+    dict_bump_entry(d, e, &s);
+}
+
+void dict_bump_entry(Dict *d, DictEntry *e, const DictEntry *s) {
+  e->version = ++dict_state(d)->clock;
+  wake_slot(d, s->hash);
 }
 
 /* ---- recovery ------------------------------------------------------------ */
@@ -641,7 +678,7 @@ static int compact(Dict *d) {
 
 /* Evict the least recently used entry: 1, or 0 when there is none.
  * *valid: it had not expired. */
-static int evict_one(Dict *d, int64_t now, int *valid) {
+static int evict_one(Dict *d, int64_t *now, int *valid) {
   DictState *st = dict_state(d);
   uint32_t off = st->lru_tail, link;
   DictEntry s, *e = off ? dict_entry(d, off, &s) : NULL;
@@ -653,7 +690,9 @@ static int evict_one(Dict *d, int64_t now, int *valid) {
   if (link == 0)
     return 0;
 
-  *valid = !expired(&s, now);
+  if (*now == 0 && s.expire != 0)
+    *now = dict_now();
+  *valid = !expired(&s, *now);
   if (*valid)
     st->evictions++;
   else
@@ -662,10 +701,12 @@ static int evict_one(Dict *d, int64_t now, int *valid) {
   return 1;
 }
 
-/* Room for need bytes at top: DR_OK, DR_NOMEM, or DR_CORRUPT. */
-static int make_room(Dict *d, size_t need, int evict, int *forcible) {
+/* Room for need bytes at top: DR_OK, DR_NOMEM, or DR_CORRUPT; *moved set
+ * when entries were evicted or moved (offsets found before are stale). */
+static int make_room(Dict *d, size_t need, int evict, int *forcible,
+                     int *moved) {
   DictState *st = dict_state(d);
-  int64_t now = dict_now();
+  int64_t now = 0; /* read when an eviction needs it */
   uint32_t n;
 
   if (need > (size_t)(d->heap_end - d->heap_off))
@@ -681,12 +722,15 @@ static int make_room(Dict *d, size_t need, int evict, int *forcible) {
     if ((size_t)(d->heap_end - top) >= need)
       return DR_OK;
 
-    if (dict_free_bytes(d) >= need)
+    if (dict_free_bytes(d) >= need) {
+      *moved = 1;
       return compact(d) == 0 ? DR_OK : DR_CORRUPT;
+    }
 
-    if (!evict || !evict_one(d, now, &valid))
+    if (!evict || !evict_one(d, &now, &valid))
       return DR_NOMEM;
 
+    *moved = 1;
     if (valid)
       *forcible = 1;
   }
@@ -715,19 +759,20 @@ void dict_remove(Dict *d, uint32_t link, uint32_t off) {
 
 int dict_put(Dict *d, const char *k, size_t klen, uint32_t h,
              const DictValue *v, uint32_t flags, int64_t expire, int evict,
-             int *forcible, const void *prefix, size_t plen) {
+             int *forcible, const void *prefix, size_t plen, uint32_t link,
+             uint32_t old) {
   DictState *st = dict_state(d);
   size_t vlen = v->len + plen;
   size_t need = align8((size_t)ENTRY_HEAD + klen + vlen);
-  uint32_t off, link, old;
+  uint32_t off;
   unsigned char *p;
   DictEntry *e;
-  int r, corrupt = 0;
+  int r, corrupt = 0, moved = 0;
 
   if (vlen > (size_t)d->region)
     return DR_NOMEM;
 
-  r = make_room(d, need, evict, forcible);
+  r = make_room(d, need, evict, forcible, &moved);
   if (r != DR_OK)
     return r;
 
@@ -763,9 +808,11 @@ int dict_put(Dict *d, const char *k, size_t klen, uint32_t h,
   }
   st->top = off + (uint32_t)need;
 
-  old = dict_find(d, k, klen, h, &link, &corrupt);
-  if (corrupt)
-    return DR_CORRUPT;
+  if (link == 0 || moved) { /* not found by the caller, or stale since */
+    old = dict_find(d, k, klen, h, &link, &corrupt);
+    if (corrupt)
+      return DR_CORRUPT;
+  }
 
   {
     DictEntry os, *o = old != 0 ? dict_entry(d, old, &os) : NULL;
@@ -790,32 +837,30 @@ int dict_put(Dict *d, const char *k, size_t klen, uint32_t h,
   return DR_OK;
 }
 
-int dict_copyout(Dict *d, uint32_t off, DictOut *o) {
-  DictEntry s, *e = dict_entry(d, off, &s);
-  size_t n;
+/* e's value into o (strings and lists into d->buf); s: e's checked header.
+ * 0, or -2 when memory for the buffer is missing. */
+static int copyout(Dict *d, const DictEntry *e, const DictEntry *s, DictOut *o) {
+  const unsigned char *v = evalue(e, s);
+  size_t n = s->vlen;
 
-  if (e == NULL)
-    return -1;
-
-  o->type = s.vtype;
-  o->flags = s.flags;
-  o->expire = s.expire;
-  o->version = s.version;
+  o->type = s->vtype;
+  o->flags = s->flags;
+  o->expire = s->expire;
+  o->version = s->version;
   o->len = 0;
-  n = s.vlen;
-  switch (s.vtype) {
+  switch (s->vtype) {
   case DV_BOOL:
-    o->i = n >= 1 ? evalue(e, &s)[0] != 0 : 0;
+    o->i = n >= 1 ? v[0] != 0 : 0;
     break;
   case DV_INT:
     o->i = 0;
     if (n >= 8)
-      memcpy(&o->i, evalue(e, &s), 8);
+      memcpy(&o->i, v, 8);
     break;
   case DV_FLOAT:
     o->n = 0;
     if (n >= 8)
-      memcpy(&o->n, evalue(e, &s), 8);
+      memcpy(&o->n, v, 8);
     break;
   default:
     if (n > d->bufsize) {
@@ -827,10 +872,19 @@ int dict_copyout(Dict *d, uint32_t off, DictOut *o) {
       d->bufsize = n;
     }
     if (n > 0)
-      memcpy(d->buf, evalue(e, &s), n);
+      memcpy(d->buf, v, n);
     o->len = n;
   }
   return 0;
+}
+
+int dict_copyout(Dict *d, uint32_t off, DictOut *o) {
+  DictEntry s, *e = dict_entry(d, off, &s);
+
+  if (e == NULL)
+    return -1;
+
+  return copyout(d, e, &s, o);
 }
 
 /* ---- lock-free reads ----------------------------------------------------- */
@@ -869,7 +923,7 @@ int dict_peek(Dict *d, const char *k, size_t klen, uint32_t h, DictOut *o,
       }
 
       if (s.hash == h && s.klen == klen && memcmp(ekey(e), k, klen) == 0) {
-        if (dict_copyout(d, off, o) != 0)
+        if (copyout(d, e, &s, o) != 0)
           bad = 1;
         found = 1;
         break;
