@@ -62,20 +62,19 @@ typedef struct Key {
 /* ngx answers a nil, empty or too long key with nil/false and a message
  * rather than an error; other types are a programming error. */
 static void checkkey(lua_State *L, int arg, Key *k) {
-  int t = lua_type(L, arg);
-
   k->err = NULL;
-  k->len = 0;
-  k->s = "";
-  if (t == LUA_TNIL || t == LUA_TNONE) {
+  k->s = lua_tolstring(L, arg, &k->len); /* numbers as tostring does */
+  if (k->s == NULL) {
+    int t = lua_type(L, arg);
+
+    if (t != LUA_TNIL && t != LUA_TNONE)
+      luaL_typeerror(L, arg, "string");
     k->err = "nil key";
+    k->len = 0;
+    k->s = "";
     return;
   }
 
-  if (t != LUA_TSTRING && t != LUA_TNUMBER)
-    luaL_typeerror(L, arg, "string");
-
-  k->s = lua_tolstring(L, arg, &k->len); /* numbers as tostring does */
   if (k->len == 0)
     k->err = "empty key";
   else if (k->len > DICT_MAX_KEY)
@@ -228,12 +227,17 @@ static int get_common(lua_State *L, int stale) {
 
   dict_attached(L, d);
   r = lookup(L, d, &k, &o, &where);
-  if (r != DR_OK || (!stale && o.expire != 0 && o.expire <= dict_now())) {
+  if (r != DR_OK) {
     lua_pushnil(L);
     return 1;
   }
 
-  o.stale = o.expire != 0 && o.expire <= dict_now();
+  o.stale = o.expire != 0 && o.expire <= dict_now(); /* the clock only for TTLs */
+  if (o.stale && !stale) {
+    lua_pushnil(L);
+    return 1;
+  }
+
   dict_record_read(d, where);
   if (o.type == DV_LIST) {
     lua_pushnil(L);
@@ -352,9 +356,13 @@ static int store(lua_State *L, int op) {
 
   checkkey(L, 2, &k);
   if (op != OP_DELETE) {
+    int top = lua_gettop(L);
+
     checkvalue(L, 3, &v);
-    expire = checkexptime(L, 4);
-    flags = checkflags(L, 5);
+    if (top >= 4) { /* the options: most calls have none */
+      expire = checkexptime(L, 4);
+      flags = checkflags(L, 5);
+    }
     if (v.type == 0 && (op == OP_ADD || op == OP_SAFE_ADD))
       luaL_argerror(L, 3, "bad value type (nil)");
   } else {

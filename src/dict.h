@@ -67,7 +67,9 @@ typedef struct DictState {
   uint32_t top;      /* heap bytes in use (entries and dead blocks) end here */
   uint32_t lru_head; /* most recently used entry */
   uint32_t lru_tail; /* least recently used entry */
-  uint32_t pad;
+  uint32_t reads;    /* a bit per read stripe that may hold reads to replay
+                        (set by readers, taken by the lock holder; 0 in
+                        dictionaries made before it existed: harmless) */
   uint64_t clock;    /* bumped by every change: entries' versions */
   uint64_t entries;
   uint64_t live;     /* bytes of live entries */

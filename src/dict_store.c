@@ -232,13 +232,28 @@ void dict_write_end(Dict *d) {
 
 /* ---- LRU ----------------------------------------------------------------- */
 
+/* The entry header at off for an LRU link to be written into, or NULL:
+ * the offset must leave a whole header inside the heap, aligned, and what
+ * is there must carry the entry tag.  (Lighter than dict_entry: only two
+ * u32 link fields of the header are written through it, never a length
+ * read from it.) */
+static DictEntry *lru_node(const Dict *d, uint32_t off) {
+  DictEntry *e;
+
+  if (off % 8u != 0 || off < d->heap_off || off > d->heap_end - ENTRY_HEAD)
+    return NULL;
+
+  e = (DictEntry *)(void *)(dict_base(d) + off);
+  return e->tag == ENTRY_TAG ? e : NULL;
+}
+
 /* Unlink off from the LRU list; neighbours that are not entries are left
  * alone (the check reports the list, recovery rebuilds it). */
 static void lru_unlink(Dict *d, DictEntry *e) {
   DictState *st = dict_state(d);
   uint32_t prev = e->lru_prev, next = e->lru_next;
-  DictEntry s, *p = prev ? dict_entry(d, prev, &s) : NULL;
-  DictEntry *n = next ? dict_entry(d, next, &s) : NULL;
+  DictEntry *p = prev ? lru_node(d, prev) : NULL;
+  DictEntry *n = next ? lru_node(d, next) : NULL;
 
   if (p != NULL)
     p->lru_next = next;
@@ -256,7 +271,7 @@ static void lru_unlink(Dict *d, DictEntry *e) {
 static void lru_push(Dict *d, uint32_t off, DictEntry *e) {
   DictState *st = dict_state(d);
   uint32_t head = st->lru_head;
-  DictEntry s, *h = head ? dict_entry(d, head, &s) : NULL;
+  DictEntry *h = head ? lru_node(d, head) : NULL;
 
   e->lru_prev = 0;
   e->lru_next = h != NULL ? head : 0;
@@ -286,12 +301,19 @@ void dict_touch(Dict *d, uint32_t off) {
  * DICT_STRIPE_SLOTS between two writes. */
 void dict_record_read(Dict *d, uint32_t off) {
   uint32_t *s = u32at(d, d->stripes_off + d->stripe * DICT_STRIPE_BYTES);
-  uint32_t i = __atomic_load_n(&s[0], __ATOMIC_RELAXED);
+  uint32_t i = __atomic_load_n(&s[0], __ATOMIC_RELAXED), bit = 1u << d->stripe;
+  uint32_t *reads = &dict_state(d)->reads;
 
   if (i < DICT_STRIPE_SLOTS) {
     __atomic_store_n(&s[1 + i], off, __ATOMIC_RELAXED);
     __atomic_store_n(&s[0], i + 1u, __ATOMIC_RELEASE);
   }
+  /* flag the stripe for the lock holder (who takes the flags, then the
+   * counts): set on every read that finds it clear, so that a count left
+   * behind by a race with the holder waits at most for this process's
+   * next read */
+  if ((__atomic_load_n(reads, __ATOMIC_RELAXED) & bit) == 0)
+    __atomic_fetch_or(reads, bit, __ATOMIC_RELEASE);
 }
 
 /* Move e (at off, indexed: checked by the caller) to the LRU head. */
@@ -304,13 +326,17 @@ void dict_touch_entry(Dict *d, uint32_t off, DictEntry *e) {
 }
 
 static void replay_reads(Dict *d) {
-  uint32_t i, j;
+  uint32_t *s0 = u32at(d, d->stripes_off), *reads = &dict_state(d)->reads, m, j;
 
-  for (i = 0; i < d->nstripes; i++) {
-    uint32_t *s = u32at(d, d->stripes_off + i * DICT_STRIPE_BYTES);
-    uint32_t n = __atomic_load_n(&s[0], __ATOMIC_ACQUIRE);
+  if (__atomic_load_n(reads, __ATOMIC_RELAXED) == 0)
+    return; /* the usual case for a writer: look before writing the line */
+  m = __atomic_exchange_n(reads, 0, __ATOMIC_ACQ_REL);
+  m &= d->nstripes >= 32 ? ~0u : (1u << d->nstripes) - 1u;
+  while (m != 0) {
+    uint32_t i = (uint32_t)__builtin_ctz(m), *s = s0 + i * (DICT_STRIPE_BYTES / 4u), n;
 
-    if (n == 0) /* the usual case: look before writing the line */
+    m &= m - 1u;
+    if (__atomic_load_n(&s[0], __ATOMIC_RELAXED) == 0)
       continue;
     n = __atomic_exchange_n(&s[0], 0, __ATOMIC_ACQ_REL);
     if (n > DICT_STRIPE_SLOTS)
@@ -343,13 +369,14 @@ static void wake_slot(Dict *d, uint32_t hash) {
 }
 
 static void wake_pending(Dict *d) {
-  uint32_t m = d->wake, i;
+  uint32_t m = d->wake & ((1u << DICT_WAIT_SLOTS) - 1u);
 
   d->wake = 0;
-  for (i = 0; m != 0 && i < DICT_WAIT_SLOTS; i++, m >>= 1) {
-    uint32_t *w = u32at(d, DICT_WAIT_OFF + 8u * i);
+  while (m != 0) {
+    uint32_t i = (uint32_t)__builtin_ctz(m), *w = u32at(d, DICT_WAIT_OFF + 8u * i);
 
-    if ((m & 1u) && __atomic_load_n(&w[1], __ATOMIC_SEQ_CST) != 0) {
+    m &= m - 1u;
+    if (__atomic_load_n(&w[1], __ATOMIC_SEQ_CST) != 0) {
       __atomic_fetch_add(&w[0], 1, __ATOMIC_SEQ_CST);
       syscall(SYS_futex, &w[0], FUTEX_WAKE, INT32_MAX, NULL, NULL, 0);
     }
@@ -525,16 +552,15 @@ static long dict_rebuild(Dict *d) {
 /* The state a lock holder relies on, at a glance. */
 static int state_sound(Dict *d) {
   DictState *st = dict_state(d);
-  uint64_t seq = __atomic_load_n(&dict_header(d)->seq, __ATOMIC_SEQ_CST);
+  uint64_t seq = __atomic_load_n(&dict_header(d)->seq, __ATOMIC_RELAXED);
+  uint32_t top = st->top, head = st->lru_head, tail = st->lru_tail;
 
-  DictEntry s;
-
-  return (seq & 1u) == 0 && st->j_op == 0 && st->top % 8u == 0 &&
-         st->top >= d->heap_off && st->top <= d->heap_end &&
-         (st->lru_head == 0 || dict_entry(d, st->lru_head, &s) != NULL) &&
-         (st->lru_tail == 0 || dict_entry(d, st->lru_tail, &s) != NULL) &&
-         st->dead <= (uint64_t)(st->top - d->heap_off) &&
-         st->live <= (uint64_t)(st->top - d->heap_off);
+  return (seq & 1u) == 0 && st->j_op == 0 && top % 8u == 0 &&
+         top >= d->heap_off && top <= d->heap_end &&
+         (head == 0 || lru_node(d, head) != NULL) &&
+         (tail == 0 || lru_node(d, tail) != NULL) &&
+         st->dead <= (uint64_t)(top - d->heap_off) &&
+         st->live <= (uint64_t)(top - d->heap_off);
 }
 
 void dict_repair(Dict *d) {
@@ -615,10 +641,10 @@ static void move_entry(Dict *d, uint32_t src, uint32_t dst, uint32_t len,
 
   *u32at(d, link) = dst; /* commit: the chain points at the copy */
   {
-    DictEntry *e = (DictEntry *)(void *)(b + dst), s;
+    DictEntry *e = (DictEntry *)(void *)(b + dst);
     uint32_t prev = e->lru_prev, next = e->lru_next;
-    DictEntry *p = prev ? dict_entry(d, prev, &s) : NULL;
-    DictEntry *n = next ? dict_entry(d, next, &s) : NULL;
+    DictEntry *p = prev ? lru_node(d, prev) : NULL;
+    DictEntry *n = next ? lru_node(d, next) : NULL;
 
     if (p != NULL)
       p->lru_next = dst;
@@ -757,6 +783,56 @@ void dict_remove(Dict *d, uint32_t link, uint32_t off) {
     st->dead += s.size;
 }
 
+/* The value's bytes at p: the prefix, then v. */
+static void write_value(unsigned char *p, const DictValue *v,
+                        const void *prefix, size_t plen) {
+  if (plen > 0)
+    memcpy(p, prefix, plen);
+  p += plen;
+  switch (v->type) {
+  case DV_BOOL: *p = (unsigned char)v->i; break;
+  case DV_INT: memcpy(p, &v->i, 8); break;
+  case DV_FLOAT: memcpy(p, &v->n, 8); break;
+  default:
+    if (v->len > 0)
+      memcpy(p, v->s, v->len);
+  }
+}
+
+/* Replace the value of the entry o at off (checked header os: a block of
+ * the size the new value needs) where it is.  Crash consistency without the
+ * one-store commit: the whole block is first copied to scratch, in the
+ * free tail, and journaled as a move from there back over the entry, so
+ * that a process killed while overwriting leaves recovery (finish_move) a
+ * journal that puts the old entry back.  Readers retry meanwhile (the
+ * write section is open). */
+static void put_in_place(Dict *d, DictEntry *o, uint32_t off, const DictEntry *os,
+                         const DictValue *v, size_t vlen, uint32_t flags,
+                         int64_t expire, const void *prefix, size_t plen,
+                         uint32_t scratch) {
+  DictState *st = dict_state(d);
+  unsigned char *b = dict_base(d);
+
+  memcpy(b + scratch, b + off, os->size);
+  st->j_from = scratch;
+  st->j_to = off;
+  st->j_len = os->size;
+  st->j_done = 0;
+  __atomic_thread_fence(__ATOMIC_RELEASE);
+  __atomic_store_n(&st->j_op, 1u, __ATOMIC_RELAXED);
+  __atomic_thread_fence(__ATOMIC_RELEASE); /* the journal before the overwrite */
+  o->vlen = (uint32_t)vlen;
+  o->vtype = (uint8_t)v->type;
+  o->flags = flags;
+  o->expire = expire;
+  o->version = ++st->clock;
+  write_value((unsigned char *)(o + 1) + os->klen, v, prefix, plen);
+  __atomic_thread_fence(__ATOMIC_RELEASE); /* the overwrite before the end */
+  __atomic_store_n(&st->j_op, 0u, __ATOMIC_RELAXED);
+  dict_touch_entry(d, off, o);
+  wake_slot(d, os->hash);
+}
+
 int dict_put(Dict *d, const char *k, size_t klen, uint32_t h,
              const DictValue *v, uint32_t flags, int64_t expire, int evict,
              int *forcible, const void *prefix, size_t plen, uint32_t link,
@@ -771,6 +847,18 @@ int dict_put(Dict *d, const char *k, size_t klen, uint32_t h,
 
   if (vlen > (size_t)d->region)
     return DR_NOMEM;
+
+  if (link != 0 && old != 0) { /* a value of the same block size: in place */
+    DictEntry os, *o = dict_entry(d, old, &os);
+    uint32_t top = st->top;
+
+    if (o != NULL && os.size == need && os.hash == h && os.klen == klen &&
+        top % 8u == 0 && top >= d->heap_off && top <= d->heap_end &&
+        old < top && top - old >= need && need <= (size_t)(d->heap_end - top)) {
+      put_in_place(d, o, old, &os, v, vlen, flags, expire, prefix, plen, top);
+      return DR_OK;
+    }
+  }
 
   r = make_room(d, need, evict, forcible, &moved);
   if (r != DR_OK)
@@ -795,17 +883,7 @@ int dict_put(Dict *d, const char *k, size_t klen, uint32_t h,
   e->version = ++st->clock;
   p = (unsigned char *)(e + 1);
   memcpy(p, k, klen);
-  p += klen;
-  if (plen > 0)
-    memcpy(p, prefix, plen);
-  switch (v->type) {
-  case DV_BOOL: *p = (unsigned char)v->i; break;
-  case DV_INT: memcpy(p + plen, &v->i, 8); break;
-  case DV_FLOAT: memcpy(p + plen, &v->n, 8); break;
-  default:
-    if (v->len > 0)
-      memcpy(p + plen, v->s, v->len);
-  }
+  write_value(p + klen, v, prefix, plen);
   st->top = off + (uint32_t)need;
 
   if (link == 0 || moved) { /* not found by the caller, or stale since */
