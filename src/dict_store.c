@@ -850,13 +850,29 @@ int dict_put(Dict *d, const char *k, size_t klen, uint32_t h,
 
   if (link != 0 && old != 0) { /* a value of the same block size: in place */
     DictEntry os, *o = dict_entry(d, old, &os);
-    uint32_t top = st->top;
+    uint32_t top = st->top, tries;
 
-    if (o != NULL && os.size == need && os.hash == h && os.klen == klen &&
-        top % 8u == 0 && top >= d->heap_off && top <= d->heap_end &&
-        old < top && top - old >= need && need <= (size_t)(d->heap_end - top)) {
-      put_in_place(d, o, old, &os, v, vlen, flags, expire, prefix, plen, top);
-      return DR_OK;
+    /* the undo copy needs the free tail: when dead blocks make the room,
+     * compact first (as make_room would), then find the entry again */
+    for (tries = 0; o != NULL && os.size == need && os.hash == h &&
+                    os.klen == klen && tries < 2; tries++) {
+      if (top % 8u != 0 || top < d->heap_off || top > d->heap_end || old >= top ||
+          top - old < need)
+        break;
+      if (need <= (size_t)(d->heap_end - top)) {
+        put_in_place(d, o, old, &os, v, vlen, flags, expire, prefix, plen, top);
+        return DR_OK;
+      }
+      if (tries > 0 || dict_free_bytes(d) < need)
+        break;
+      if (compact(d) != 0)
+        return DR_CORRUPT;
+      old = dict_find(d, k, klen, h, &link, &corrupt);
+      if (corrupt)
+        return DR_CORRUPT;
+      o = old != 0 ? dict_entry(d, old, &os) : NULL;
+      top = st->top;
+      moved = 1;
     }
   }
 
