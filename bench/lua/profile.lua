@@ -304,11 +304,11 @@ end
 -- the W9 reference: one string.sub in the same loop shape as dget
 function OPS.dsub()
   local _, _, _, vals = w9dict()
-  local s = table.concat(vals)
+  local str = table.concat(vals)
   local x
   for i = 0, n - 1 do
     local j = i % 1000 + 1
-    x = s:sub(j, j + 7)
+    x = str:sub(j, j + 7)
   end
   return x
 end
