@@ -513,15 +513,25 @@ static int d_incr(lua_State *L) {
   Key k;
 
   checkkey(L, 2, &k);
-  checkstep(L, 3, &step);
+  if (lua_isinteger(L, 3)) { /* the usual step: an integer */
+    step.type = DV_INT;
+    step.i = (int64_t)lua_tointeger(L, 3);
+    step.len = 8;
+  } else {
+    checkstep(L, 3, &step);
+  }
   init.type = 0;
-  if (!lua_isnoneornil(L, 4)) {
-    init.type = 0;
+  if (lua_isinteger(L, 4)) {
+    init.type = DV_INT;
+    init.i = (int64_t)lua_tointeger(L, 4);
+    init.len = 8;
+  } else if (!lua_isnoneornil(L, 4)) {
     if (lua_type(L, 4) != LUA_TNUMBER)
       luaL_argerror(L, 4, "number expected");
     checkvalue(L, 4, &init);
-    expire = checkexptime(L, 5);
   }
+  if (init.type != 0 && lua_gettop(L) >= 5)
+    expire = checkexptime(L, 5);
 
   if (k.err != NULL) {
     lua_pushnil(L);

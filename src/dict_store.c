@@ -150,6 +150,21 @@ const char *dict_validate_header(Dict *d, const DictHeader *h, size_t avail) {
 
 static const char *ekey(const DictEntry *e) { return (const char *)(e + 1); }
 
+/* memcmp(a, b, n) == 0, inline for the usual key lengths (8 to 16 bytes:
+ * two overlapping 8-byte words, never a byte outside either key) */
+static int same_key(const char *a, const char *b, size_t n) {
+  if (n >= 8 && n <= 16) {
+    uint64_t a1, b1, a2, b2;
+
+    memcpy(&a1, a, 8);
+    memcpy(&b1, b, 8);
+    memcpy(&a2, a + n - 8, 8);
+    memcpy(&b2, b + n - 8, 8);
+    return ((a1 ^ b1) | (a2 ^ b2)) == 0;
+  }
+  return memcmp(a, b, n) == 0;
+}
+
 /* The value of e, whose checked header is s. */
 static const unsigned char *evalue(const DictEntry *e, const DictEntry *s) {
   return (const unsigned char *)(e + 1) + s->klen;
@@ -168,7 +183,7 @@ uint32_t dict_find(Dict *d, const char *k, size_t klen, uint32_t h,
       return 0;
     }
 
-    if (s.hash == h && s.klen == klen && memcmp(ekey(e), k, klen) == 0) {
+    if (s.hash == h && s.klen == klen && same_key(ekey(e), k, klen)) {
       *link = l;
       return off;
     }
@@ -1016,7 +1031,7 @@ int dict_peek(Dict *d, const char *k, size_t klen, uint32_t h, DictOut *o,
         break;
       }
 
-      if (s.hash == h && s.klen == klen && memcmp(ekey(e), k, klen) == 0) {
+      if (s.hash == h && s.klen == klen && same_key(ekey(e), k, klen)) {
         if (copyout(d, e, &s, o) != 0)
           bad = 1;
         found = 1;
