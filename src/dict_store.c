@@ -358,9 +358,11 @@ static void replay_reads(Dict *d) {
       n = DICT_STRIPE_SLOTS;
     for (j = 0; j < n; j++) {
       uint32_t off = __atomic_load_n(&s[1 + j], __ATOMIC_RELAXED);
-      DictEntry snap, *e = dict_entry(d, off, &snap);
+      DictEntry *e = lru_node(d, off); /* only its LRU links are written */
 
-      if (e != NULL && find_link(d, off, snap.hash) != 0)
+      /* indexed: found by walking its chain (the hash only picks the
+       * chain: a wrong one finds nothing) */
+      if (e != NULL && find_link(d, off, e->hash) != 0)
         dict_touch_entry(d, off, e);
     }
   }
