@@ -191,7 +191,7 @@ static int lookup(lua_State *L, Dict *d, const Key *k, DictOut *o,
     int corrupt = 0;
 
     lock_or_raise(L, d);
-    *where = dict_find(d, k->s, k->len, k->hash, &link, &corrupt);
+    *where = dict_find(d, k->s, k->len, k->hash, &link, &corrupt, NULL);
     if (corrupt) {
       dict_repair(d);
       dict_unlock(d);
@@ -316,18 +316,16 @@ static int d_version(lua_State *L) {
 enum { OP_SET, OP_SAFE_SET, OP_ADD, OP_SAFE_ADD, OP_REPLACE, OP_DELETE };
 
 /* Under the lock: the live entry for k (0 if none or expired). */
-static int find_live(Dict *d, const Key *k, uint32_t *link, uint32_t *off) {
+/* *s: the entry's checked header when *off is not 0. */
+static int find_live(Dict *d, const Key *k, uint32_t *link, uint32_t *off,
+                     DictEntry *s) {
   int corrupt = 0;
-  DictEntry s, *e;
 
-  *off = dict_find(d, k->s, k->len, k->hash, link, &corrupt);
+  *off = dict_find(d, k->s, k->len, k->hash, link, &corrupt, s);
   if (corrupt)
     return DR_CORRUPT;
 
-  e = *off ? dict_entry(d, *off, &s) : NULL;
-  if (*off != 0 && e == NULL)
-    return DR_CORRUPT; /* overwritten since it was found */
-  if (e != NULL && s.expire != 0 && s.expire <= dict_now())
+  if (*off != 0 && s->expire != 0 && s->expire <= dict_now())
     return DR_NOTFOUND; /* *off still names it: replaced or removed */
 
   return *off ? DR_OK : DR_NOTFOUND;
@@ -352,6 +350,7 @@ static int store(lua_State *L, int op) {
   uint32_t flags = 0, link, off;
   int forcible = 0, r, live;
   const char *err = NULL;
+  DictEntry found;
   Key k;
 
   checkkey(L, 2, &k);
@@ -378,7 +377,7 @@ static int store(lua_State *L, int op) {
   dict_attached(L, d);
   lock_or_raise(L, d);
   dict_write_begin(d);
-  live = find_live(d, &k, &link, &off);
+  live = find_live(d, &k, &link, &off, &found);
   if (live == DR_CORRUPT) {
     r = DR_CORRUPT;
   } else if ((op == OP_ADD || op == OP_SAFE_ADD) && live == DR_OK) {
@@ -393,7 +392,7 @@ static int store(lua_State *L, int op) {
     int evict = op == OP_SET || op == OP_ADD || op == OP_REPLACE;
 
     r = dict_put(d, k.s, k.len, k.hash, &v, flags, expire, evict, &forcible,
-                 NULL, 0, link, off);
+                 NULL, 0, link, off, &found);
   }
   finish(L, d, r);
 
@@ -510,6 +509,7 @@ static int d_incr(lua_State *L) {
   int64_t expire = 0;
   uint32_t link, off;
   int forcible = 0, r, live;
+  DictEntry found;
   Key k;
 
   checkkey(L, 2, &k);
@@ -542,7 +542,7 @@ static int d_incr(lua_State *L) {
   dict_attached(L, d);
   lock_or_raise(L, d);
   dict_write_begin(d);
-  live = find_live(d, &k, &link, &off);
+  live = find_live(d, &k, &link, &off, &found);
   sum.type = 0;
   if (live == DR_CORRUPT) {
     r = DR_CORRUPT;
@@ -552,15 +552,13 @@ static int d_incr(lua_State *L) {
     } else {
       add_values(&sum, &init, &step);
       r = dict_put(d, k.s, k.len, k.hash, &sum, 0, expire, 1, &forcible, NULL, 0,
-                   link, off);
+                   link, off, off != 0 ? &found : NULL);
     }
   } else {
-    DictEntry s, *e = dict_entry(d, off, &s);
+    DictEntry s = found, *e = (DictEntry *)(void *)(dict_base(d) + off);
     DictValue cur;
 
-    if (e == NULL) {
-      r = DR_CORRUPT;
-    } else if ((s.vtype != DV_INT && s.vtype != DV_FLOAT) || s.vlen != 8) {
+    if ((s.vtype != DV_INT && s.vtype != DV_FLOAT) || s.vlen != 8) {
       r = s.vtype == DV_INT || s.vtype == DV_FLOAT ? DR_CORRUPT : DR_NOTNUMBER;
     } else {
       unsigned char *p = (unsigned char *)(e + 1) + s.klen;
@@ -575,7 +573,7 @@ static int d_incr(lua_State *L) {
         r = DR_OK;
       } else {
         r = dict_put(d, k.s, k.len, k.hash, &sum, s.flags, s.expire, 1,
-                     &forcible, NULL, 0, link, off);
+                     &forcible, NULL, 0, link, off, &found);
       }
     }
   }
@@ -675,6 +673,7 @@ static int push_common(lua_State *L, int left) {
   uint32_t link, off, count = 0;
   int forcible = 0, r, live;
   long n = 0;
+  DictEntry found;
   Key k;
 
   checkkey(L, 2, &k);
@@ -690,7 +689,7 @@ static int push_common(lua_State *L, int left) {
   dict_attached(L, d);
   lock_or_raise(L, d);
   dict_write_begin(d);
-  live = find_live(d, &k, &link, &off);
+  live = find_live(d, &k, &link, &off, &found);
   if (live == DR_CORRUPT) {
     r = DR_CORRUPT;
   } else {
@@ -737,7 +736,7 @@ static int push_common(lua_State *L, int left) {
       lv.s = d->buf;
       lv.len = oldlen + es;
       r = dict_put(d, k.s, k.len, k.hash, &lv, 0, expire, 1, &forcible, NULL, 0,
-                   link, off);
+                   link, off, NULL);
     }
   }
   finish(L, d, r);
@@ -774,6 +773,7 @@ static int pop_common(lua_State *L, int left) {
   uint32_t link, off;
   int forcible = 0, r, live;
   DictOut o;
+  DictEntry found;
   Key k;
 
   checkkey(L, 2, &k);
@@ -787,7 +787,7 @@ static int pop_common(lua_State *L, int left) {
   lock_or_raise(L, d);
   dict_write_begin(d);
   o.type = 0;
-  live = find_live(d, &k, &link, &off);
+  live = find_live(d, &k, &link, &off, &found);
   if (live == DR_CORRUPT) {
     r = DR_CORRUPT;
   } else if (live != DR_OK) {
@@ -849,7 +849,7 @@ static int pop_common(lua_State *L, int left) {
         lv.s = (const char *)b;
         lv.len = restlen;
         r = dict_put(d, k.s, k.len, k.hash, &lv, s.flags, s.expire, 1,
-                     &forcible, NULL, 0, link, off);
+                     &forcible, NULL, 0, link, off, NULL);
       }
     }
   }
@@ -980,6 +980,7 @@ static int d_expire(lua_State *L) {
   int64_t expire;
   uint32_t link, off;
   int r;
+  DictEntry found;
   Key k;
 
   checkkey(L, 2, &k);
@@ -994,7 +995,7 @@ static int d_expire(lua_State *L) {
   dict_attached(L, d);
   lock_or_raise(L, d);
   dict_write_begin(d);
-  r = find_live(d, &k, &link, &off);
+  r = find_live(d, &k, &link, &off, &found);
   if (r == DR_OK) {
     DictEntry s, *e = dict_entry(d, off, &s);
 
@@ -1230,6 +1231,7 @@ static int d_cas(lua_State *L) {
   uint32_t flags, link, off;
   int forcible = 0, r, live;
   DictOut o;
+  DictEntry found;
   Key k;
 
   checkkey(L, 2, &k);
@@ -1247,7 +1249,7 @@ static int d_cas(lua_State *L) {
   lock_or_raise(L, d);
   dict_write_begin(d);
   o.type = 0;
-  live = find_live(d, &k, &link, &off);
+  live = find_live(d, &k, &link, &off, &found);
   if (live == DR_CORRUPT) {
     r = DR_CORRUPT;
   } else {
@@ -1264,7 +1266,7 @@ static int d_cas(lua_State *L) {
       r = DR_OK;
     } else {
       r = dict_put(d, k.s, k.len, k.hash, &nv, flags, expire, 1, &forcible,
-                   NULL, 0, link, off);
+                   NULL, 0, link, off, NULL);
     }
   }
   finish(L, d, r);

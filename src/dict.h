@@ -187,17 +187,19 @@ void dict_unlock(Dict *d);
 void dict_repair(Dict *d); /* rebuild from the chains, under the lock */
 
 /* Under the lock.  find: the entry offset for a key (0 if none), *link
- * the offset of the u32 that points to it; expired entries are found too. */
+ * the offset of the u32 that points to it, *snap (when not NULL) the
+ * entry's checked header; expired entries are found too. */
 uint32_t dict_find(Dict *d, const char *k, size_t klen, uint32_t h,
-                   uint32_t *link, int *corrupt);
+                   uint32_t *link, int *corrupt, DictEntry *snap);
 /* store key = value (a new entry replacing `old` at `link`, or added);
  * evict: 0 never, 1 as needed (sets *forcible).  DR_OK / DR_NOMEM.
- * link, old: what dict_find answered for the key in this lock hold (old 0:
- * none), or link 0 to have it looked up. */
+ * link, old, os: what dict_find answered for the key in this lock hold,
+ * nothing written since (old 0: none; os NULL: old is checked again), or
+ * link 0 to have it looked up. */
 int dict_put(Dict *d, const char *k, size_t klen, uint32_t h,
              const DictValue *v, uint32_t flags, int64_t expire, int evict,
              int *forcible, const void *prefix, size_t plen, uint32_t link,
-             uint32_t old);
+             uint32_t old, const DictEntry *os);
 void dict_remove(Dict *d, uint32_t link, uint32_t off); /* unlink and free */
 void dict_touch(Dict *d, uint32_t off);                  /* LRU head */
 void dict_touch_entry(Dict *d, uint32_t off, DictEntry *e); /* e: indexed */

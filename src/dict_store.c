@@ -171,7 +171,7 @@ static const unsigned char *evalue(const DictEntry *e, const DictEntry *s) {
 }
 
 uint32_t dict_find(Dict *d, const char *k, size_t klen, uint32_t h,
-                   uint32_t *link, int *corrupt) {
+                   uint32_t *link, int *corrupt, DictEntry *snap) {
   uint32_t l = d->buckets_off + 4u * (h & (d->nbuckets - 1u));
   uint32_t off = *u32at(d, l), n;
 
@@ -185,6 +185,8 @@ uint32_t dict_find(Dict *d, const char *k, size_t klen, uint32_t h,
 
     if (s.hash == h && s.klen == klen && same_key(ekey(e), k, klen)) {
       *link = l;
+      if (snap != NULL)
+        *snap = s;
       return off;
     }
 
@@ -853,7 +855,7 @@ static void put_in_place(Dict *d, DictEntry *o, uint32_t off, const DictEntry *o
 int dict_put(Dict *d, const char *k, size_t klen, uint32_t h,
              const DictValue *v, uint32_t flags, int64_t expire, int evict,
              int *forcible, const void *prefix, size_t plen, uint32_t link,
-             uint32_t old) {
+             uint32_t old, const DictEntry *given) {
   DictState *st = dict_state(d);
   size_t vlen = v->len + plen;
   size_t need = align8((size_t)ENTRY_HEAD + klen + vlen);
@@ -866,8 +868,15 @@ int dict_put(Dict *d, const char *k, size_t klen, uint32_t h,
     return DR_NOMEM;
 
   if (link != 0 && old != 0) { /* a value of the same block size: in place */
-    DictEntry os, *o = dict_entry(d, old, &os);
+    DictEntry os, *o;
     uint32_t top = st->top, tries;
+
+    if (given != NULL) { /* checked by dict_find in this lock hold */
+      os = *given;
+      o = (DictEntry *)(void *)(dict_base(d) + old);
+    } else {
+      o = dict_entry(d, old, &os);
+    }
 
     /* the undo copy needs the free tail: when dead blocks make the room,
      * compact first (as make_room would), then find the entry again */
@@ -884,10 +893,10 @@ int dict_put(Dict *d, const char *k, size_t klen, uint32_t h,
         break;
       if (compact(d) != 0)
         return DR_CORRUPT;
-      old = dict_find(d, k, klen, h, &link, &corrupt);
+      old = dict_find(d, k, klen, h, &link, &corrupt, &os);
       if (corrupt)
         return DR_CORRUPT;
-      o = old != 0 ? dict_entry(d, old, &os) : NULL;
+      o = old != 0 ? (DictEntry *)(void *)(dict_base(d) + old) : NULL;
       top = st->top;
       moved = 1;
     }
@@ -920,7 +929,7 @@ int dict_put(Dict *d, const char *k, size_t klen, uint32_t h,
   st->top = off + (uint32_t)need;
 
   if (link == 0 || moved) { /* not found by the caller, or stale since */
-    old = dict_find(d, k, klen, h, &link, &corrupt);
+    old = dict_find(d, k, klen, h, &link, &corrupt, NULL);
     if (corrupt)
       return DR_CORRUPT;
   }
