@@ -201,6 +201,21 @@ uint32_t dict_find(Dict *d, const char *k, size_t klen, uint32_t h,
   return 0;
 }
 
+/* The entry header at off, lightly checked, or NULL: the offset must leave
+ * a whole header inside the heap, aligned, and what is there must carry
+ * the entry tag.  For the link fields only (the LRU links written, a chain
+ * link read and checked in turn), never for a length: lighter than
+ * dict_entry. */
+static DictEntry *lru_node(const Dict *d, uint32_t off) {
+  DictEntry *e;
+
+  if (off % 8u != 0 || off < d->heap_off || off > d->heap_end - ENTRY_HEAD)
+    return NULL;
+
+  e = (DictEntry *)(void *)(dict_base(d) + off);
+  return e->tag == ENTRY_TAG ? e : NULL;
+}
+
 /* The link (bucket slot or next field) that holds off, found by walking
  * the chain of its hash without reading off itself; 0 if none. */
 static uint32_t find_link(Dict *d, uint32_t off, uint32_t h) {
@@ -208,12 +223,13 @@ static uint32_t find_link(Dict *d, uint32_t off, uint32_t h) {
 
   for (n = max_entries(d); n > 0; n--) {
     uint32_t cur = *u32at(d, l);
-    DictEntry s;
 
     if (cur == off)
       return l;
 
-    if (cur == 0 || dict_entry(d, cur, &s) == NULL)
+    /* only the next link is read from what is passed over: the light
+     * check (aligned, a whole header inside the heap, the tag) suffices */
+    if (cur == 0 || lru_node(d, cur) == NULL)
       return 0;
 
     l = cur + (uint32_t)offsetof(DictEntry, next);
@@ -248,21 +264,6 @@ void dict_write_end(Dict *d) {
 }
 
 /* ---- LRU ----------------------------------------------------------------- */
-
-/* The entry header at off for an LRU link to be written into, or NULL:
- * the offset must leave a whole header inside the heap, aligned, and what
- * is there must carry the entry tag.  (Lighter than dict_entry: only two
- * u32 link fields of the header are written through it, never a length
- * read from it.) */
-static DictEntry *lru_node(const Dict *d, uint32_t off) {
-  DictEntry *e;
-
-  if (off % 8u != 0 || off < d->heap_off || off > d->heap_end - ENTRY_HEAD)
-    return NULL;
-
-  e = (DictEntry *)(void *)(dict_base(d) + off);
-  return e->tag == ENTRY_TAG ? e : NULL;
-}
 
 /* Unlink off from the LRU list; neighbours that are not entries are left
  * alone (the check reports the list, recovery rebuilds it). */
