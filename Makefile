@@ -44,7 +44,7 @@ FUZZ_CC      ?= clang
 FUZZ_CFLAGS  ?= -O1 -g -fno-omit-frame-pointer \
                 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
 FUZZ_LIBS    ?= $(shell $(PKG_CONFIG) --libs lua$(LUA_VERSION) 2>/dev/null || echo -llua$(LUA_VERSION))
-FUZZ_TARGETS ?= pack channel
+FUZZ_TARGETS ?= pack channel dict
 FUZZ_SECONDS ?= 45
 FUZZ_BINS     = $(FUZZ_TARGETS:%=$(BUILD)/fuzz/%)
 

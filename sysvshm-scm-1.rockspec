@@ -28,12 +28,13 @@ build = {
   modules = {
     ["sysvshm.core"] = {
       sources = { "src/core.c", "src/lock.c", "src/segment.c", "src/pack.c", "src/sync.c", "src/channel.c",
-                  "src/dict.c", "src/dict_store.c" },
+                  "src/dict.c", "src/dict_store.c", "src/sem.c" },
       defines = { "_GNU_SOURCE" },
     },
     ["sysvshm"] = "lua/sysvshm/init.lua",
     ["sysvshm.channel"] = "lua/sysvshm/channel.lua",
     ["sysvshm.dict"] = "lua/sysvshm/dict.lua",
+    ["sysvshm.sem"] = "lua/sysvshm/sem.lua",
     ["sysvshm.layout"] = "lua/sysvshm/layout.lua",
     ["sysvshm.options"] = "lua/sysvshm/options.lua",
     ["sysvshm.cli"] = "lua/sysvshm/cli.lua",
@@ -42,7 +43,9 @@ build = {
     ["sysvshm.demo.reader"] = "lua/demo/reader.lua",
     ["sysvshm.demo.counter"] = "lua/demo/counter.lua",
     ["sysvshm.demo.pipeline"] = "lua/demo/pipeline.lua",
+    ["sysvshm.demo.ratelimit"] = "lua/demo/ratelimit.lua",
     ["sysvshm.demo.record_layout"] = "lua/demo/record_layout.lua",
+    ["sysvshm.demo.semwriter"] = "lua/demo/semwriter.lua",
   },
   install = {
     bin = { sysvshm = "bin/sysvshm" },

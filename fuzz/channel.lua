@@ -7,7 +7,7 @@
 -- plausible to begin with) in a region that ends at the segment end (a
 -- guard page follows: an access past it faults) and runs a small program
 -- read from the input: sends and receives (send, recv, sendpack,
--- recvunpack, all with timeout 0: nothing waits), pending, close, closed,
+-- recvunpack, send_many, recv_many, all with timeout 0: nothing waits), pending, close, closed,
 -- maxsize, tostring, channel.open on the region, a second handle, and
 -- overwrites of all or part of the region -- header, locks and ring alike:
 -- nothing here knows the header's layout -- with bytes of the input.  Every
@@ -79,9 +79,31 @@ function T.one(input)
   end
 
   local ops = {
-    [0] = function(a) return ch:send(("m"):rep(a * 37), 0) end,
+    [0] = function(a)
+      if a < 8 then return ch:send(("m"):rep(a * 37), 0) end
+      local list = {} -- a >= 8: a batch of a - 7 messages of varied sizes
+      for i = 1, a - 7 do list[i] = ("b"):rep((a * i * 29) % 200) end
+      local n, why = ch:send_many(list, 0)
+      if math.type(n) ~= "integer" or n < 0 or n > #list or (n < #list) ~= (why ~= nil) then
+        bad = string.format("send_many returned %s, %s", tostring(n), tostring(why))
+      end
+    end,
     function(a) return ch:send(("M"):rep(ch:maxsize() - a), 0) end,
-    function()
+    function(a)
+      if a >= 8 then -- a batch of at most a - 7
+        local l, n = ch:recv_many(a - 7, 0, a % 2 == 0 and { "old", "old" } or nil)
+        if l ~= nil then
+          if n < 1 or n > a - 7 or #l ~= n then
+            bad = string.format("recv_many returned %d messages (max %d)", #l, a - 7)
+          end
+          for i = 1, n do
+            if #l[i] > ch:maxsize() then
+              bad = string.format("recv_many returned %d bytes, more than maxsize", #l[i])
+            end
+          end
+        end
+        return
+      end
       local m = ch:recv(0)
       if type(m) == "string" and #m > ch:maxsize() then
         bad = string.format("recv returned %d bytes, more than maxsize", #m)

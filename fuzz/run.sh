@@ -2,7 +2,7 @@
 # fuzz/run.sh: run libFuzzer targets for a bounded time (`make fuzz`, and
 # the fuzz gate of tools/check.sh).
 #
-#   sh fuzz/run.sh [TARGET...]      default: pack channel
+#   sh fuzz/run.sh [TARGET...]      default: pack channel dict
 #
 # Each target is a binary in FUZZ_BIN (built by `make fuzz-build`) that
 # runs fuzz/<target>.lua (see fuzz/driver.c).  It starts from the seed
@@ -29,7 +29,7 @@ FUZZ_BIN=${FUZZ_BIN:-build/fuzz}
 FUZZ_SECONDS=${FUZZ_SECONDS:-45}
 FUZZ_INPUT_TIMEOUT=${FUZZ_INPUT_TIMEOUT:-10}
 FUZZ_ARGS=${FUZZ_ARGS:-}
-targets=${*:-pack channel}
+targets=${*:-pack channel dict}
 
 if [ -n "${FUZZ_WORK:-}" ]; then
   work=$FUZZ_WORK

@@ -186,6 +186,50 @@ end
 print("drained " .. table.concat(got, ","))
 ]]
 
+-- CORRUPT with the batch calls: send_many({"x"}, 0) and recv_many(1, 0),
+-- printed alike ("send ok 1 nil", "recv ok table: ... 1").
+local CORRUPT_MANY = CORRUPT:gsub('try%(ch%.send, ch, "x", 0%)', 'try(ch.send_many, ch, { "x" }, 0)')
+  :gsub("try%(ch%.recv, ch, 0%)", "try(ch.recv_many, ch, 1, 0)")
+assert(CORRUPT_MANY:find("send_many", 1, true) and CORRUPT_MANY:find("recv_many", 1, true))
+
+-- Batch producer (A: p, n, maxbody, batch): sends 1..n of producer p with
+-- send_many in lists of `batch`; prints "sending" after the first batch,
+-- then "done sent=n" or "stopped sent=k why=...".
+local BPRODUCER = [[
+local p, n, maxbody, batch = A[1], A[2], A[3], A[4]
+local list, sent = {}, 0
+while sent < n do
+  local k = math.min(batch, n - sent)
+  for j = 1, k do list[j] = msg.encode(p, sent + j, maxbody) end
+  for j = k + 1, #list do list[j] = nil end
+  local got, why = ch:send_many(list, 30)
+  sent = sent + got
+  if why then
+    print(("stopped sent=%d why=%s"):format(sent, why))
+    os.exit(0)
+  end
+  if sent == k then print("sending") end
+end
+print(("done sent=%d"):format(n))
+]]
+
+-- CONSUMER with recv_many(batch, 30, into) (A: as CONSUMER's, then batch).
+local BCONSUMER = CONSUMER:gsub([[
+  local m, w = ch:recv%(30%)
+  if m == nil then why = w break end
+]], [[
+  if not pending or pi > pn then
+    local l, k = ch:recv_many(A[6], 30, into)
+    if l == nil then why = k break end
+    assert(l == into and #into == k and k >= 1 and k <= A[6], "recv_many's list")
+    pending, pi, pn = l, 1, k
+  end
+  local m = pending[pi]
+  pi = pi + 1
+]])
+BCONSUMER = "local into, pending, pi, pn = {}\n" .. BCONSUMER
+assert(BCONSUMER:find("recv_many", 1, true))
+
 -- A lost wake-up does not hang (sleeps are capped at a second) but shows
 -- up as a wait of about a second; PROMPT leaves room for a slow machine
 -- (valgrind).  Round-trip counts shrink with SYSVSHM_STRESS_SCALE, as the
@@ -864,6 +908,276 @@ describe("sysvshm.channel", function()
     end)
   end)
 
+  describe("send_many and recv_many", function()
+    it("send in order, return the count, and take up to max in order", function()
+      local ch = channel.new((new_segment(8192)))
+      assert.same({ 0, n = 1 }, results(ch:send_many({})))
+      assert.same({ 5, n = 1 }, results(ch:send_many({ "a", "", "b\0c", 42, 1.5 })))
+      assert.same({ "a", "", "b\0c", "42", "1.5" }, { ch:recv(), ch:recv(), ch:recv(), ch:recv(),
+        ch:recv() })
+      for i = 1, 10 do assert.is_true(ch:send("m" .. i)) end
+      local l, n = ch:recv_many(4)
+      assert.same({ { "m1", "m2", "m3", "m4" }, 4 }, { l, n })
+      l, n = ch:recv_many(100, 0)
+      assert.same({ { "m5", "m6", "m7", "m8", "m9", "m10" }, 6 }, { l, n })
+      assert.same({ nil, "timeout", n = 2 }, results(ch:recv_many(3, 0.01)))
+      assert.equal(0, ch:pending())
+    end)
+
+    it("recv_many fills into, clears what a longer batch left, and returns it", function()
+      local ch = channel.new((new_segment(8192)))
+      local into = { "old1", "old2", "old3", "old4", "old5", x = "kept" }
+      assert.equal(3, ch:send_many({ "a", "b", "c" }))
+      local l, n = ch:recv_many(10, nil, into)
+      assert.equal(into, l)
+      assert.equal(3, n)
+      assert.same({ "a", "b", "c", x = "kept" }, into)
+      assert.equal(1, ch:send_many({ "d" }))
+      assert.equal(into, (ch:recv_many(10, 1, into)))
+      assert.same({ "d", x = "kept" }, into)
+      -- a failed call leaves into alone
+      assert.same({ nil, "timeout", n = 2 }, results(ch:recv_many(10, 0, into)))
+      assert.same({ "d", x = "kept" }, into)
+    end)
+
+    it("wrap around the ring many times in batches of varied sizes, as send/recv would", function()
+      local ch = channel.new(new_segment(2048), 0, 1024) -- a 704-byte ring
+      math.randomseed(99)
+      local sent, got, seq = {}, {}, 0
+      for _ = 1, 3000 do
+        local list = {}
+        for j = 1, math.random(0, 12) do
+          seq = seq + 1
+          list[j] = bytes(math.random(0, 120), seq)
+        end
+        local n, why = ch:send_many(list, 0)
+        assert.is_true(why == nil and n == #list or why == "timeout" and n < #list)
+        table.move(list, 1, n, #sent + 1, sent)
+        local l, k = ch:recv_many(math.random(1, 16), 0)
+        if l then
+          for j = 1, k do got[#got + 1] = l[j] end
+        end
+      end
+      while true do
+        local l, k = ch:recv_many(50, 0)
+        if not l then break end
+        for j = 1, k do got[#got + 1] = l[j] end
+      end
+      assert.equal(#sent, #got)
+      for i = 1, #sent do
+        if sent[i] ~= got[i] then assert.equal(sent[i], got[i], "message " .. i) end
+      end
+    end)
+
+    it("send_many on a nearly full channel sends what fits, then says timeout", function()
+      local ch = channel.new(new_segment(4096), 0, 1024)
+      local m = ("z"):rep(56) -- 64-byte records: 11 fit in the 704-byte ring
+      local list = {}
+      for i = 1, 20 do list[i] = m end
+      local n, why = ch:send_many(list, 0.05)
+      assert.equal("timeout", why)
+      assert.equal((1024 - HEADER) // 64, n)
+      assert.equal(n * 64, ch:pending())
+      local l, k = ch:recv_many(100, 0)
+      assert.equal(n, k)
+      assert.equal(m, l[k])
+    end)
+
+    it("close: send_many says closed with what it sent; recv_many drains, then closed", function()
+      local ch = channel.new(new_segment(4096), 0, 1024)
+      assert.equal(3, ch:send_many({ "a", "b", "c" }))
+      ch:close()
+      assert.same({ 0, "closed", n = 2 }, results(ch:send_many({ "d" })))
+      assert.same({ 0, "closed", n = 2 }, results(ch:send_many({ "d" }, 0)))
+      assert.same({ { "a", "b" }, 2 }, { ch:recv_many(2) })
+      assert.same({ { "c" }, 1 }, { ch:recv_many(2) })
+      assert.same({ nil, "closed", n = 2 }, results(ch:recv_many(2)))
+      assert.same({ nil, "closed", n = 2 }, results(ch:recv_many(2, 0)))
+      -- closed with room: nothing more is sent
+      local ch2 = channel.new(new_segment(4096), 0, 1024)
+      assert.equal(11, fill(ch2, ("q"):rep(56)))
+      ch2:recv()
+      ch2:close()
+      assert.same({ 0, "closed", n = 2 }, results(ch2:send_many({ "q" }, 1)))
+    end)
+
+    it("check every message before sending any: a bad one raises and sends nothing", function()
+      local ch = channel.new(new_segment(4096), 0, 1024)
+      local max = ch:maxsize()
+      local function none(list, pattern)
+        local ok, err = pcall(ch.send_many, ch, list)
+        assert.is_false(ok)
+        assert.matches(pattern, err)
+        assert.equal(0, ch:pending())
+      end
+      none({ "a", {}, "c" }, "bad message #2 to 'send_many' %(string expected, got table%)")
+      none({ "a", ("x"):rep(max + 1) }, "message #2 .*larger than the channel accepts")
+      none({ true }, "string expected, got boolean")
+      local long = {}
+      for i = 1, 1000 do long[i] = "m" end
+      long[700] = false
+      none(long, "bad message #700")
+      assert.has_error(function() ch:send_many("abc") end)
+      assert.has_error(function() ch:send_many({ "a" }, -1) end)
+      assert.has_error(function() ch:recv_many(0) end)
+      assert.has_error(function() ch:recv_many("x") end)
+      assert.has_error(function() ch:recv_many(1.5) end)
+      assert.has_error(function() ch:recv_many(1, -1) end)
+      assert.has_error(function() ch:recv_many(1, 0, "into") end)
+      -- holes: the raw length decides, and a hole in it is a bad message
+      assert.equal(0, ch:pending())
+      assert.equal(1, ch:send_many({ "x", nil }))
+      assert.equal("x", ch:recv(0))
+    end)
+
+    it("a list longer than one batch (256) goes through whole and in order", function()
+      local ch = channel.new((new_segment(65536)))
+      local list = {}
+      for i = 1, 1000 do list[i] = tostring(i) end
+      local got = {}
+      assert.equal(1000, ch:send_many(list))
+      while #got < 1000 do
+        local l, k = assert(ch:recv_many(333, 0))
+        for j = 1, k do got[#got + 1] = l[j] end
+      end
+      assert.same(list, got)
+    end)
+
+    it("raise when the segment is detached", function()
+      local seg = new_segment(4096)
+      local ch = channel.new(seg)
+      seg:detach()
+      assert.has_error(function() ch:send_many({ "a" }) end,
+        "attempt to use a channel in a detached segment")
+      assert.has_error(function() ch:recv_many(1, 0) end,
+        "attempt to use a channel in a detached segment")
+    end)
+
+    -- nprod batch producers and ncons batch consumers, N messages each
+    -- producer: every (producer, seq) received exactly once, in order.
+    local function batches_across(nprod, ncons, total)
+      local N, MAXB = total // nprod, 60
+      local REGION = 32 * 1024
+      local RES = REGION
+      local seg, id = new_segment(RES + ncons * nprod * N)
+      local ch = channel.new(seg, 0, REGION)
+      local consumers, producers = {}, {}
+      for c = 1, ncons do
+        consumers[c] = spawn(BCONSUMER, id, 0, c, nprod, MAXB, RES, N, 8 + 13 * c)
+      end
+      for p = 1, nprod do producers[p] = spawn(BPRODUCER, id, 0, p, N, MAXB, 5 + 11 * p) end
+      for p = 1, nprod do
+        local pr = producers[p]:join()
+        assert.is_true(pr.ok, pr:output())
+        assert.equal(N, pr:fields("done").sent)
+      end
+      ch:close()
+      local count = {}
+      for p = 1, nprod do count[p] = 0 end
+      for c = 1, ncons do
+        local co = consumers[c]:join()
+        assert.is_true(co.ok, co:output())
+        local r = co:fields("end")
+        assert.equal("closed", r.why)
+        assert.equal(0, r.bad, "torn or unknown messages")
+        assert.equal(0, r.disorder, "messages out of order per producer")
+        for p = 1, nprod do count[p] = count[p] + r["count" .. p] end
+      end
+      for p = 1, nprod do
+        assert.equal(N, count[p], "producer " .. p)
+        local sums = {}
+        for c = 1, ncons do sums[c] = seg:read(RES + ((c - 1) * nprod + p - 1) * N, N) end
+        local wrong = {}
+        for s = 1, N do
+          local k = 0
+          for c = 1, ncons do k = k + sums[c]:byte(s) end
+          if k ~= 1 and #wrong < 10 then wrong[#wrong + 1] = ("seq %d: %d"):format(s, k) end
+        end
+        assert.same({}, wrong, "producer " .. p)
+      end
+      assert.equal(0, ch:pending())
+    end
+
+    it("carry a million messages from 2 batch producers to 2 batch consumers, each once #stress", function()
+      batches_across(2, 2, scaled(1000000, 2000))
+    end)
+
+    it("carry a million messages from 4 batch producers to 4 batch consumers, each once #stress", function()
+      batches_across(4, 4, scaled(1000000, 4000))
+    end)
+
+    it("a batch producer killed at random moments delivers a prefix of its messages #stress", function()
+      local MAXB = 600
+      local seg, id = new_segment(64 * 1024)
+      math.randomseed(5150)
+      for round = 1, 4 do
+        local ch = channel.new(seg, 0, 16 * 1024)
+        local cons = spawn(BCONSUMER, id, 0, 1, 2, MAXB, -1, 1 << 40, 32)
+        local victim = spawn(BPRODUCER, id, 0, 1, 1 << 40, MAXB, 50)
+        victim:expect("^sending$")
+        shm.sleep(0.02 + 0.2 * math.random())
+        victim:kill()
+        victim:join()
+        local good = spawn(BPRODUCER, id, 0, 2, 3000, MAXB, 64)
+        good:join()
+        assert.is_true(good.ok, good:output())
+        assert.equal(3000, good:fields("done").sent, "round " .. round)
+        ch:close()
+        cons:join()
+        assert.is_true(cons.ok, cons:output())
+        local r = cons:fields("end")
+        assert.equal("closed", r.why)
+        assert.equal(0, r.bad, "torn messages, round " .. round)
+        assert.equal(0, r.disorder)
+        assert.equal(0, r.gaps, "lost messages, round " .. round)
+        assert.is_true(r.count1 >= 1)
+        assert.equal(r.count1, r.last1) -- 1..last1, each once
+        assert.equal(3000, r.count2)
+      end
+    end)
+
+    it("a batch consumer killed at random moments loses at most the batch it took #stress", function()
+      local MAXB, NMAX, BATCH = 300, 300000, 16
+      local REGION = 16 * 1024
+      local RES = REGION
+      local seg, id = new_segment(RES + 2 * NMAX)
+      math.randomseed(8080)
+      local ch = channel.new(seg, 0, REGION)
+      local prod = spawn(BPRODUCER, id, 0, 1, NMAX, MAXB, 20)
+      local victim = spawn(BCONSUMER, id, 0, 1, 1, MAXB, RES, NMAX, BATCH)
+      victim:expect("^receiving$")
+      shm.sleep(0.01 + 0.1 * math.random())
+      victim:kill()
+      victim:join()
+      local other = spawn(BCONSUMER, id, 0, 2, 1, MAXB, RES, NMAX, BATCH)
+      other:expect("^receiving$")
+      shm.sleep(0.05)
+      ch:close()
+      prod:join()
+      assert.is_true(prod.ok, prod:output())
+      local sent = h.kv(prod:expect("^%a+ sent=%d+.*$")).sent
+      other:join()
+      assert.is_true(other.ok, other:output())
+      local r = other:fields("end")
+      assert.equal(0, r.bad)
+      assert.equal(0, r.disorder)
+      -- marks: each seq received at most once overall; the ones never
+      -- received form one run of at most BATCH (the victim's last batch)
+      local a, b = seg:read(RES, NMAX), seg:read(RES + NMAX, NMAX)
+      local missing, first, last = 0, nil, nil
+      for s = 1, sent do
+        local k = a:byte(s) + b:byte(s)
+        assert.is_true(k <= 1, "seq " .. s .. " received twice")
+        if k == 0 then
+          missing = missing + 1
+          first, last = first or s, s
+        end
+      end
+      assert.is_true(missing <= BATCH, missing .. " messages lost")
+      if missing > 0 then assert.equal(missing, last - first + 1) end
+    end)
+  end)
+
   describe("with a corrupt region", function()
     -- A 4096-byte segment, all 0xA5, with the channel in [1024, 3072): the
     -- canaries on both sides must survive.  State: "alpha", "beta", "gamma"
@@ -902,7 +1216,7 @@ describe("sysvshm.channel", function()
     -- fields: list of {offset in the region, garbage}; expect: "send" and/or
     -- "recv" = true when that call must raise; drained: what the channel
     -- holds after the originals are put back and "ok" is sent.
-    local function check(case)
+    local function check1(case, body)
       local seg, id, ch = setup(case.state)
       local args = {}
       for _, f in ipairs(case.fields) do
@@ -911,7 +1225,7 @@ describe("sysvshm.channel", function()
         args[#args + 1] = f[2]
         args[#args + 1] = i64(seg, off)
       end
-      local c = spawn(CORRUPT, id, R, #case.fields, table.unpack(args)):join()
+      local c = spawn(body, id, R, #case.fields, table.unpack(args)):join()
       local out = c:output()
       assert.is_true(c.ok, "the child died: " .. tostring(c.how) .. " " .. tostring(c.code)
         .. "; output:\n" .. out)
@@ -929,6 +1243,12 @@ describe("sysvshm.channel", function()
       -- and the lock is free for this process too
       assert.is_true(ch:send("last", 1))
       assert.equal("last", ch:recv(1))
+    end
+
+    -- each case with send/recv, then with send_many/recv_many
+    local function check(case)
+      check1(case, CORRUPT)
+      check1(case, CORRUPT_MANY)
     end
 
     local rng_seed = 77
@@ -1014,7 +1334,7 @@ describe("sysvshm.channel", function()
     -- issue 10, item 4: a close() landing between a sender's look at
     -- `closed` and its publish lost that message although send returned
     -- true (receivers saw empty and closed and left)
-    it("close loses nothing: every send that returned true is received (4 -> 4, many closes)",
+    it("close loses nothing: every send that returned true is received (4 -> 4, many closes) #stress",
       function()
       local ROUNDS = scaled(2000, 100)
       local seg, id = new_segment(4096 + 8192)

@@ -16,7 +16,7 @@ local RECORD = h.root .. "/lua/demo/record_layout.lua"
 -- time never see each other's segments as "mine".
 local OTHER_UID = 61000 + h.pid() % 4000
 local AS_OTHER = ("setpriv --reuid=%d --regid=%d --clear-groups "):format(OTHER_UID, OTHER_UID)
-local COMMANDS = { "ls", "stat", "dump", "watch", "rm", "new" }
+local COMMANDS = { "ls", "stat", "dump", "watch", "dict", "rm", "new" }
 local FIELDS = { "id", "key", "size", "mode", "uid", "gid", "cuid", "cgid", "cpid", "lpid",
                  "nattch", "atime", "dtime", "ctime", "removed", "locked" }
 
@@ -411,11 +411,13 @@ describe("sysvshm", function()
     it("finds a segment by key, decimal or hex, and writes JSON", function()
       local key = key_of(h.tmpfile())
       local id = h.track(assert(shm.create(key, 64)))
-      local by_id = ok({ "stat", tostring(id) }).stdout
-      assert.equal(by_id, ok({ "stat", "--key", tostring(key) }).stdout)
-      assert.equal(by_id, ok({ "stat", "--key", hexkey(key) }).stdout)
+      -- --no-peek: without it each stat attaches for a moment, which changes
+      -- the next one's atime, dtime and lpid (spec/cli_dict_spec.lua)
+      local by_id = ok({ "stat", "--no-peek", tostring(id) }).stdout
+      assert.equal(by_id, ok({ "stat", "--no-peek", "--key", tostring(key) }).stdout)
+      assert.equal(by_id, ok({ "stat", "-n", "--key", hexkey(key) }).stdout)
       assert.matches("\nkey +" .. hexkey(key) .. "\n", by_id)
-      local t = json_decode(ok({ "stat", "--json", tostring(id) }).stdout)
+      local t = json_decode(ok({ "stat", "--json", "--no-peek", tostring(id) }).stdout)
       local want = assert(shm.stat(id))
       want.id = id
       assert.same(want, t)
@@ -835,6 +837,327 @@ describe("sysvshm", function()
   -- Issue 10 item 8: `new --size 4K > /dev/full` exited 0 and the segment
   -- leaked. Every command's output going to /dev/full (or a closed
   -- descriptor) must give status 1 and one line saying so, never 0 or 70.
+  describe("dict", function()
+    local dict = require "sysvshm.dict"
+    local channel = require "sysvshm.channel"
+
+    -- A dictionary with one value of each type, keys of 1 to 20 bytes (both
+    -- loops of the hash), flags, a TTL, an expired entry, a key that is not
+    -- UTF-8 and a long string.
+    local function filled(size)
+      local seg, id = h.new_segment(size or 65536)
+      local d = dict.new(seg)
+      assert(d:set("b", true))
+      assert(d:set("int8byte", math.mininteger))
+      assert(d:set("float9byte", -0.1, 0, 3))
+      assert(d:set("string-sixteen-b", "hello\nworld", 120, 7))
+      assert(d:set("list-seventeen-by", 1))
+      assert(d:delete("list-seventeen-by"))
+      assert(d:rpush("list-seventeen-by", "j1"))
+      assert(d:rpush("list-seventeen-by", 2.5))
+      assert(d:set("twenty-bytes-of-keys", ("x"):rep(100)))
+      assert(d:set("\255\0bin", "\1\255"))
+      assert(d:set("soon", 1, 0.001))
+      shm.sleep(0.01) -- "soon" has expired (not reclaimed: still listed)
+      return seg, id, d
+    end
+
+    -- The rows of the table (cells split on two or more blanks), and the summary.
+    local function table_of(out)
+      local ls = lines(out)
+      local rows = {}
+      for i = 2, #ls - 1 do
+        local row = {}
+        for cell in (ls[i] .. "  "):gmatch("(.-)  +") do row[#row + 1] = cell end
+        rows[#rows + 1] = row
+      end
+      return ls[1], rows, ls[#ls]
+    end
+
+    local function quoted(s)
+      return '"' .. s:gsub('[%c"\\\128-\255]', function(c)
+        return c == '"' and '\\"' or c == "\\" and "\\\\" or ("\\x%02x"):format(c:byte())
+      end) .. '"'
+    end
+
+    local function stats_line(s)
+      return ("%d entries, %d bytes used, %d free (largest value %d), capacity %d; evictions %d, "
+              .. "expirations %d, contention %d, repairs %d"):format(s.entries, s.used, s.free,
+              s.largest, s.capacity, s.evictions, s.expirations, s.contention, s.repairs)
+    end
+
+    it("lists every entry as the module reads it, sorted by key, then d:stats()", function()
+      local _, id, d = filled()
+      local r = ok({ "dict", tostring(id) })
+      assert.equal("", r.stderr)
+      local head, rows, summary = table_of(r.stdout)
+      assert.matches("^KEY +TYPE +SIZE +FLAGS +TTL +VALUE$", head)
+      local keys = d:get_keys(0)
+      table.sort(keys)
+      table.insert(keys, 4, "soon") -- expired: get_keys leaves it out, the listing shows it
+      table.sort(keys)
+      assert.equal(#keys, #rows, r.stdout)
+      local types = { boolean = "boolean", string = "string", number = "?" }
+      for i, k in ipairs(keys) do
+        local row = rows[i]
+        assert.equal(quoted(k), row[1])
+        local v, flags = d:get(k)
+        local ttl = d:ttl(k)
+        if k == "soon" then
+          assert.same({ "integer", "8", "0", "expired", "1" }, { row[2], row[3], row[4], row[5], row[6] })
+        elseif k == "list-seventeen-by" then
+          assert.equal(2, d:llen(k))
+          -- u32 count, then (u8, u32 len, 2 bytes) and (u8, 8 bytes)
+          assert.same({ "list", tostring(4 + 7 + 9), "0", "-", "[2 items]" },
+                      { row[2], row[3], row[4], row[5], row[6] })
+        else
+          local t = math.type(v) or types[type(v)]
+          assert.equal(t, row[2], k)
+          local size = type(v) == "string" and #v or type(v) == "boolean" and 1 or 8
+          assert.equal(tostring(size), row[3])
+          assert.equal(tostring(flags or 0), row[4])
+          if ttl == 0 then
+            assert.equal("-", row[5])
+          else
+            local shown = tonumber(row[5])
+            assert.is_true(shown >= ttl - 1 and shown <= ttl + 1, row[5] .. " vs " .. ttl)
+          end
+          local want = type(v) == "string" and (#v > 40 and quoted(v:sub(1, 40)) .. "... (100 bytes)"
+                                                or quoted(v))
+                       or t == "float" and ("%.17g"):format(v) or tostring(v)
+          assert.equal(want, row[6])
+        end
+      end
+      assert.equal(stats_line(d:stats()), summary)
+      assert.matches('"twenty%-bytes%-of%-keys" +string +100 +0 +%- +"' .. ("x"):rep(100) .. '"\n',
+                     ok({ "dict", tostring(id), "--full" }).stdout)
+    end)
+
+    it("lists an empty dictionary, and one at --offset in a region of a given size", function()
+      local seg, id = h.new_segment(65536)
+      local d = dict.new(seg, 8192, 16384)
+      local r = ok({ "dict", tostring(id), "--offset", "8192" })
+      local head, rows, summary = table_of(r.stdout)
+      assert.equal("KEY  TYPE  SIZE  FLAGS  TTL  VALUE", head)
+      assert.same({}, rows)
+      assert.equal(stats_line(d:stats()), summary)
+      assert.matches("^0 entries, 0 bytes used, %d+ free %(largest value %d+%), capacity 16384;", summary)
+      d:set("k", "v")
+      assert.matches('\n"k" +string +1 +0 +%- +"v"\n',
+                     ok({ "dict", tostring(id), "-o", "8192" }).stdout)
+    end)
+
+    it("only reads: the region is the same byte for byte after a listing", function()
+      local seg, id, d = filled()
+      d:get("b") -- a read to replay: a listing must not replay or record any
+      local before = seg:read(0)
+      ok({ "dict", tostring(id) })
+      ok({ "dict", tostring(id), "--json" })
+      assert.equal(before, seg:read(0))
+      assert.is_nil(d:check())
+    end)
+
+    it("attaches read-only (a read-only user can list it) #env", function()
+      local can, why = other_ok()
+      if not can then pending(h.env(why)) return end
+      local seg, id = h.new_segment(16384, { mode = oct"444" })
+      dict.new(seg):set("k", 42)
+      local r = run({ "dict", tostring(id) }, AS_OTHER)
+      assert.equal(0, r.code, h.explain(r))
+      assert.matches('\n"k" +integer +8 +0 +%- +42\n', r.stdout)
+    end)
+
+    it("writes one JSON object: the entries as the module reads them, and d:stats()", function()
+      local _, id, d = filled()
+      local t = json_decode(ok({ "dict", tostring(id), "--json" }).stdout)
+      assert.equal(id, t.id)
+      assert.equal(0, t.offset)
+      assert.equal(1, t.version)
+      assert.is_true(t.consistent)
+      assert.same({}, t.problems)
+      assert.same(d:stats(), t.stats)
+      local by = {}
+      for _, e in ipairs(t.entries) do by[e.key or e.key_hex] = e end
+      local n = 0
+      for _ in pairs(by) do n = n + 1 end
+      assert.equal(#d:get_keys(0) + 1, n) -- and "soon", expired
+      for _, k in ipairs(d:get_keys(0)) do
+        local e = assert(by[utf8.len(k) and k or "ff0062696e"], k)
+        assert.equal(d:version(k), e.version)
+        assert.is_false(e.expired)
+        local ttl = d:ttl(k)
+        if ttl == 0 then
+          assert.is_nil(e.ttl)
+        else
+          assert.is_true(math.abs(e.ttl - ttl) < 1, tostring(e.ttl))
+        end
+        if e.type == "list" then
+          assert.equal(d:llen(k), e.items)
+        else
+          local v, flags = d:get(k)
+          assert.equal(flags or 0, e.flags)
+          if e.value_hex then
+            assert.equal(v, (e.value_hex:gsub("%x%x", function(x) return string.char(tonumber(x, 16)) end)))
+          else
+            assert.equal(v, e.value)
+            assert.equal(math.type(v) or type(v), e.type == "string" and "string" or
+                         e.type == "boolean" and "boolean" or e.type)
+          end
+        end
+      end
+      assert.is_true(by.soon.expired)
+      assert.equal(0, by.soon.ttl)
+      assert.equal("ff0062696e", by.ff0062696e.key_hex)
+      assert.is_nil(by.ff0062696e.key)
+      assert.equal("01ff", by.ff0062696e.value_hex)
+      assert.is_nil(by.ff0062696e.value)
+    end)
+
+    it("refuses a misaligned offset (2), and says what is there when it is no dictionary (1)", function()
+      local seg, id = h.new_segment(65536)
+      assert_usage(run({ "dict" }), "dict", "missing argument")
+      assert_usage(run({ "dict", "x" }), "dict", "is not a segment id")
+      assert_usage(run({ "dict", tostring(id), "--offset", "100" }), "dict", "not a multiple of 64")
+      assert_usage(run({ "dict", tostring(id), "--offset", "-64" }), "dict", "at least 0")
+      assert_fails(run({ "dict", tostring(id) }), "dict", "no dictionary at offset 0 %(bad magic%)")
+      assert_fails(run({ "dict", tostring(id), "-o", "65536" }), "dict", "the segment has 65536 bytes")
+      assert_fails(run({ "dict", tostring(id), "-o", "131072" }), "dict", "the segment has 65536 bytes")
+      channel.new(seg, 0, 8192)
+      assert_fails(run({ "dict", tostring(id) }), "dict", "no dictionary at offset 0 %(it holds a channel%)")
+      local gone = h.new_id(64)
+      shm.remove(gone)
+      assert_fails(run({ "dict", tostring(gone) }), "dict", "no segment with id " .. gone)
+    end)
+
+    it("refuses a header out of range and another layout version", function()
+      local seg, id = h.new_segment(65536)
+      dict.new(seg, 0, 32768)
+      seg:pack("I8", 8, 65536 + 64) -- region: past the segment end
+      assert_fails(run({ "dict", tostring(id) }), "dict", "corrupt %(header out of range%)")
+      seg:pack("I8", 8, 65536) -- in the segment, but not the geometry the header has
+      assert_fails(run({ "dict", tostring(id) }), "dict", "corrupt %(header out of range%)")
+      seg:pack("I8", 8, 32768)
+      ok({ "dict", tostring(id) })
+      seg:pack("I4", 4, 2)
+      assert_fails(run({ "dict", tostring(id) }), "dict", "layout version 2; this sysvshm reads 1")
+    end)
+
+    it("lists what it can verify of a damaged dictionary and reports the rest, status 1", function()
+      local seg, id = h.new_segment(16384)
+      local d = dict.new(seg)
+      d:set("a", 1)
+      d:set("keep", "me")
+      -- the entry of "a": its key follows its 56-byte header
+      local base = 0
+      for i = 512, #seg - 64, 8 do
+        if seg:unpack("I4", i + 4) == 0x52544e45 and seg:read(i + 56, 1) == "a" and
+           seg:unpack("I4", i + 24) == 1 then
+          base = i
+        end
+      end
+      assert.is_true(base > 0)
+      local good = seg:read(0)
+
+      -- its chain's link points at itself: a loop
+      seg:pack("I4", base + 8, base)
+      local r = run({ "dict", tostring(id) })
+      assert.equal(1, r.code, h.explain(r))
+      assert.matches('\n"a" +integer', r.stdout)
+      assert.matches('\n"keep" +string', r.stdout)
+      assert.matches("^sysvshm dict: segment %d+: bucket %d+: entry at " .. base
+                     .. " reached twice %(a loop or a shared chain%)\n$", r.stderr)
+
+      -- its tag overwritten: no entry there, the rest is listed
+      seg:write(0, good)
+      seg:pack("I4", base + 4, 0x41414141)
+      r = run({ "dict", tostring(id) })
+      assert.equal(1, r.code, h.explain(r))
+      assert.not_matches('"a"', r.stdout)
+      assert.matches('\n"keep" +string', r.stdout)
+      assert.matches("^sysvshm dict: segment %d+: bucket %d+: no entry at " .. base .. "\n$", r.stderr)
+
+      -- its key changed: the hash no longer matches
+      seg:write(0, good)
+      seg:write(base + 56, "b")
+      r = run({ "dict", tostring(id) })
+      assert.equal(1, r.code, h.explain(r))
+      assert.matches("entry at " .. base .. ": its hash does not match its key or bucket", r.stderr)
+      assert.is_not_nil(d:check()) -- the module's own walk agrees
+
+      -- every byte of the heap garbage: no crash, no traceback, status 1 or 0
+      for i = 0, 20 do
+        seg:write(0, good)
+        local junk = {}
+        for j = 1, 4096 do junk[j] = string.char((j * 7919 + i * 104729) % 251) end
+        seg:write(512 + i * 64, table.concat(junk))
+        r = run({ "dict", tostring(id), "--json" })
+        assert.is_true(r.code == 0 or r.code == 1, h.explain(r))
+        if r.code == 0 then json_decode(r.stdout) end
+      end
+    end)
+
+    it("says so when writers never let it copy a consistent snapshot", function()
+      local seg, id, d = filled()
+      seg:atomic_add(128, 1) -- the sequence number odd: a writer inside a change
+      local r = ok({ "dict", tostring(id) })
+      assert.matches("%(writers kept changing it: not a consistent snapshot%)\n$", r.stdout)
+      assert.matches('\n"b" +boolean', r.stdout)
+      assert.is_false(json_decode(ok({ "dict", tostring(id), "--json" }).stdout).consistent)
+      seg:atomic_add(128, 1)
+      assert.is_true(json_decode(ok({ "dict", tostring(id), "--json" }).stdout).consistent)
+      assert.is_nil(d:check())
+    end)
+
+    it("fails with status 1 when the output cannot be written", function()
+      local _, id = filled()
+      for _, args in ipairs({ { "dict", tostring(id) }, { "dict", tostring(id), "--json" } }) do
+        local r = run(args, nil, " >/dev/full")
+        assert.equal(1, r.code, h.explain(r))
+        assert.matches("^sysvshm dict: cannot write the output: ", r.stderr)
+      end
+    end)
+  end)
+
+  describe("stat on what a segment holds", function()
+    it("names a dictionary or a channel at offset 0, and nothing in other segments", function()
+      local dict = require "sysvshm.dict"
+      local channel = require "sysvshm.channel"
+      local seg, id = h.new_segment(65536)
+      local function holds()
+        local t = json_decode(ok({ "stat", "--json", tostring(id) }).stdout)
+        local text = ok({ "stat", tostring(id) }).stdout:match("\nholds +([^\n]*)\n")
+        return t.holds, t.holds_version, text
+      end
+      assert.same({}, { holds() })
+      dict.new(seg)
+      assert.same({ "dict", 1, "a sysvshm.dict at offset 0 (layout version 1): sysvshm dict " .. id },
+                  { holds() })
+      seg:fill(0)
+      channel.new(seg)
+      local what, version, text = holds()
+      assert.equal("channel", what)
+      assert.equal(seg:unpack("=I4", 4), version)
+      assert.equal(("a sysvshm.channel at offset 0 (layout version %d)"):format(version), text)
+      local tiny = select(2, h.new_segment(4))
+      assert.is_nil(json_decode(ok({ "stat", "--json", tostring(tiny) }).stdout).holds)
+    end)
+
+    it("shows the numbers from before its look, and --no-peek does not look", function()
+      local id = h.new_id(16384)
+      local r = ok({ "stat", tostring(id) }) -- never attached before: it shows so
+      assert.matches("\nlpid +0\n", r.stdout)
+      assert.matches("\natime +0 %(never%)\n", r.stdout)
+      local st = assert(shm.stat(id)) -- but it did attach, once
+      assert.is_true(st.lpid > 0 and st.atime > 0 and st.nattch == 0)
+      local id2 = h.new_id(16384)
+      r = ok({ "stat", "--no-peek", tostring(id2) })
+      assert.is_nil(r.stdout:find("\nholds", 1, true))
+      st = assert(shm.stat(id2))
+      assert.equal(0, st.lpid)
+      assert.equal(0, st.atime)
+    end)
+  end)
+
   describe("with output that cannot be written", function()
     -- The command with standard output to /dev/full: status 1, the message.
     local function full(args, redirect)

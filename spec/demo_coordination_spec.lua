@@ -1,5 +1,6 @@
 -- The coordination demos: counter.lua (atomics and the mutex across
--- processes) and pipeline.lua (producers and consumers over a channel).
+-- processes), pipeline.lua (producers and consumers over a channel) and
+-- ratelimit.lua (a rate limiter in a sysvshm.dict).
 -- Both must finish on their own, print exact results, take --help, refuse
 -- bad options with a usage and no stack trace, and leave no segment.
 local h = require "helpers"
@@ -79,5 +80,56 @@ describe("demo pipeline.lua", function()
     assert.equal(2, r.code)
     assert.matches("option %-%-size: must be at least 12, not 3", r.stderr)
     assert.not_matches("traceback", r.stderr)
+  end)
+end)
+
+describe("demo ratelimit.lua", function()
+  it("admits at most K per client and window across workers, finishes, and leaves no segment", function()
+    local before = segments()
+    local r = run("ratelimit.lua", "--workers 3 --clients 5 --limit 20 --window 0.05 --seconds 1")
+    assert.is_true(r.ok, r.stderr)
+    local requests, secs = r.stdout:match("^3 workers, 5 clients, at most 20 per client per 0.05 s window: "
+                                          .. "(%d+) requests in ([%d.]+) s, %d+ requests/s\n")
+    assert.is_not_nil(requests, r.stdout)
+    assert.is_true(tonumber(secs) >= 1 and tonumber(secs) < 30, secs)
+    local admitted, refused, windows = r.stdout:match("\nadmitted (%d+), refused (%d+), in (%d+) windows of a client; "
+                                                      .. "evictions 0\n")
+    assert.equal(tonumber(requests), tonumber(admitted) + tonumber(refused))
+    -- at most 20 in each window of each client, and about 20 windows of 0.05 s per client
+    assert.is_true(tonumber(admitted) <= 20 * tonumber(windows), r.stdout)
+    assert.is_true(tonumber(windows) >= 5 * 15, r.stdout)
+    assert.matches("\nverdict: no client got more than 20 in any window\n$", r.stdout)
+    assert.equal("", r.stderr)
+    assert.same({}, added(before, segments()))
+  end)
+
+  it("catches a counter that is not atomic (--racy: get, then set)", function()
+    -- lost updates need two workers to interleave: likely in a second, not
+    -- certain, so a few runs; one that catches it is enough
+    local before, caught, r = segments(), false, nil
+    for _ = 1, 5 do
+      r = run("ratelimit.lua", "--racy --workers 4 --clients 1 --limit 50 --window 0.02 --seconds 1")
+      if not r.ok then
+        assert.equal(1, r.code, r.stderr)
+        assert.matches("^ratelimit.lua: FAILED: 0 worker%(s%) failed, [1-9]%d* window%(s%) over the limit", r.stderr)
+        assert.not_matches("verdict", r.stdout)
+        caught = true
+        break
+      end
+    end
+    assert.is_true(caught, "five racy runs, no lost update seen: " .. r.stdout)
+    assert.same({}, added(before, segments()))
+  end)
+
+  it("shows its usage with --help and refuses bad options", function()
+    local r = run("ratelimit.lua", "--help")
+    assert.is_true(r.ok)
+    assert.matches("^usage: ratelimit.lua %[options%]", r.stdout)
+    assert.matches("%-%-limit K", r.stdout)
+    r = run("ratelimit.lua", "--window 0")
+    assert.equal(2, r.code)
+    assert.matches("^ratelimit.lua: option %-%-window: must be at least 0.001", r.stderr)
+    assert.not_matches("traceback", r.stderr)
+    assert.equal("", r.stdout)
   end)
 end)

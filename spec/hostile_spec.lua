@@ -136,7 +136,7 @@ print(("scribbler rounds=%d"):format(rounds))
 describe("hostile peers", function()
   after_each(h.cleanup)
 
-  it("scribbling over mutexes and channels crashes, hangs and escapes nothing", function()
+  it("scribbling over mutexes and channels crashes, hangs and escapes nothing #stress", function()
     local shm, channel = h.shm, require "sysvshm.channel"
     local seg, id = h.new_removed_segment(SIZE)
     seg:fill(0xA5)

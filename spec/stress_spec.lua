@@ -57,7 +57,7 @@ describe("stress", function()
   after_each(h.cleanup)
 
   -- -------------------------------------------------------------------------
-  it("8 processes mixing atomic_add, cas loops, lock, trylock and with keep exact totals", function()
+  it("8 processes mixing atomic_add, cas loops, lock, trylock and with keep exact totals #stress", function()
     local K, ITER = 8, scaled(200000, 500)
     local SUM, CAS, READY, GO, MUTEX, REC = 0, 8, 16, 24, 64, 128
     local seg, id = new_segment(4096)
@@ -129,7 +129,7 @@ describe("stress", function()
   end)
 
   -- -------------------------------------------------------------------------
-  it("a channel carries 1,000,000 messages from 4 producers to 3 consumers, each exactly once",
+  it("a channel carries 1,000,000 messages from 4 producers to 3 consumers, each exactly once #stress",
     function()
       local P, C = 4, 3
       local N = scaled(250000, 2000) -- per producer
@@ -218,7 +218,7 @@ describe("stress", function()
     end)
 
   -- -------------------------------------------------------------------------
-  it("SIGKILLed senders, receivers and mutex holders at random moments: the others carry on", function()
+  it("SIGKILLed senders, receivers and mutex holders at random moments: the others carry on #stress", function()
     -- one segment: a channel, a mutex guarding a two-counter record,
     -- per-worker progress slots, and a mark per (sender instance, seq)
     local REGION = 32 * 1024

@@ -43,8 +43,8 @@ local CHUNKS = {
   { name = "mutex", targets = { "mutex", "lock", "trylock", "unlock", "with", "locked",
     "mutex.__gc", "mutex.__tostring" } },
   { name = "channel", targets = { "channel.new", "channel.open", "send", "recv", "sendpack",
-    "recvunpack", "close", "closed", "maxsize", "pending", "channel.__gc",
-    "channel.__tostring" } },
+    "recvunpack", "send_many", "recv_many", "close", "closed", "maxsize", "pending",
+    "channel.__gc", "channel.__tostring" } },
   { name = "layout", targets = { "L:view", "L:read", "L:write", "view[k]", "view[k]=v",
     "array[i]", "array[i]=v" } },
   -- random sequences of calls from every target, without restoring the
@@ -337,6 +337,14 @@ local function child(chunkname, mode, progress_path)
       V("yields", function() return coroutine.yield() end) },
     msg = { V('"hello"', "hello"), V("maxsize bytes", ("m"):rep(CH_SIZE // 2)),
       V("maxsize+1 bytes", ("m"):rep(CH_SIZE // 2 + 1)), V("7", 7) },
+    msglist = { tbl('{"hello"}', { "hello" }), tbl('{"a","b","c"}', { "a", "b", "c" }),
+      tbl("{maxsize+1 bytes}", { ("m"):rep(CH_SIZE // 2 + 1) }), tbl('{7,"x"}', { 7, "x" }),
+      tbl('{"a",{}}', { "a", {} }), tbl("{false}", { false }),
+      Mk("300 messages", function() local t = {} for i = 1, 300 do t[i] = "m" end return t end),
+      Mk("300 messages, #299 bad", function()
+        local t = {} for i = 1, 300 do t[i] = "m" end t[299] = true return t end) },
+    max = { V("1", 1), V("2", 2), V("2^62", 1 << 62), V("2.0", 2.0) },
+    into = { tbl('{"old","old","old"}', { "old", "old", "old" }), tbl("{x=1}", { x = 1 }) },
     choff = { V("64", 64), V("1024", 1024), V("size-1024", SIZE - 1024), V("3", 3), V("128", 128) },
     chsize = { V("1024", 1024), V("2048", 2048), V("1023", 1023), V("320", 320) },
   }
@@ -681,6 +689,37 @@ local function child(chunkname, mode, progress_path)
       local last = r[r.n] -- the fixture message is "hello": at most 5 bytes read
       if math.type(last) ~= "integer" or last < 1 or last > 6 then
         return "recvunpack's next position " .. tostring(last)
+      end
+    end }
+  T.send_many = { call = chmt.__index.send_many,
+    pos = { P("chan", "chan"), P("msglist", "table"), P("timeout", "num", true) },
+    base = { { "chA", '{"hello"}', "0" }, { "chM", '{"a","b","c"}', "0" } }, range = chrange,
+    -- 300 messages do not fit in the fixture's ring: without a timeout,
+    -- that call would wait for ever even on the fresh fixture
+    block = function(a)
+      return long(a, 3) and (SEQ or a.n >= 2 and type(a[2]) == "table" and #a[2] > 50)
+    end,
+    check = function(a, r)
+      local n = a.n >= 2 and type(a[2]) == "table" and #a[2] or -1
+      if math.type(r[2]) ~= "integer" or r[2] < 0 or r[2] > n
+        or not (r[3] == nil and r[2] == n or r[3] == "timeout" or r[3] == "closed") then
+        return "send_many gave " .. tostring(r[2]) .. " " .. tostring(r[3])
+      end
+    end }
+  T.recv_many = { call = chmt.__index.recv_many,
+    pos = { P("chan", "chan"), P("max", "int"), P("timeout", "num", true), P("into", "table", true) },
+    base = { { "chA", "1", "0", "<none>" }, { "chM", "2", "0", '{"old","old","old"}' } },
+    range = chrange,
+    block = function(a) return SEQ and long(a, 3) end,
+    check = function(a, r)
+      if r[2] == nil then
+        if r[3] ~= "timeout" and r[3] ~= "closed" then return "recv_many gave nil " .. tostring(r[3]) end
+        return
+      end
+      local into = a.n >= 4 and a[4] or nil
+      if type(r[2]) ~= "table" or (into ~= nil and r[2] ~= into) or math.type(r[3]) ~= "integer"
+        or r[3] < 1 or r[3] > a[2] or #r[2] ~= r[3] or (not SEQ and r[2][1] ~= "hello") then
+        return "recv_many gave " .. tostring(r[2]) .. " " .. tostring(r[3])
       end
     end }
   T.close = { call = chmt.__index.close, pos = { P("chan", "chan") }, range = chrange }

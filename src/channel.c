@@ -825,6 +825,413 @@ static int ch_recvunpack(lua_State *L) {
   return n + 1;
 }
 
+/* ---- batches ------------------------------------------------------------- */
+
+/* send_many stages at most this many messages per lock: their strings are
+ * kept on the Lua stack meanwhile, and their pointers on the C stack. */
+#define CH_BATCH 256
+
+typedef struct ChItem {
+  const char *bytes;
+  size_t len;
+} ChItem;
+
+/* The body of send_many: with the send lock held once, write the runs of
+ * items[0..n) that fit in the free space, each published with one
+ * compare-and-swap of tail (and at most one wake-up), waiting for room
+ * between runs as ch_put does.  *sent: the items published (a prefix).
+ * CH_OK (all sent), CH_TIMEOUT, CH_CLOSED, CH_INTERRUPTED or CH_CORRUPT. */
+static int ch_put_many(lua_State *L, Channel *c, const ChItem *items, int n,
+                       const struct timespec *deadline, int *sent) {
+  ChHeader *h = header(c);
+  uint64_t cap = c->cap, tail;
+  ShmWaiter wt;
+  int why, k = 0;
+
+  *sent = 0;
+  sync_waitinit(&wt, L, c->main);
+  why = ch_lock(&wt, &h->send_lock, deadline);
+  if (why != CH_OK)
+    return why;
+
+  /* tail, head_seen and their validation: as in ch_put */
+  tail = __atomic_load_n(&h->tail, __ATOMIC_RELAXED);
+  if (tail & 6) {
+    why = CH_CORRUPT;
+  } else if (tail & 1) {
+    uint64_t head = __atomic_load_n(&h->head, __ATOMIC_SEQ_CST);
+
+    why = (tail - 1 - head > cap || head % 8 != 0) ? CH_CORRUPT : CH_CLOSED;
+  }
+
+  while (why == CH_OK && k < n) {
+    uint64_t used = tail - c->head_seen, free, pos;
+    uint64_t first = 8u + round8(items[k].len), want = 0;
+    int j;
+
+    if (__atomic_load_n(&h->closed, __ATOMIC_SEQ_CST)) {
+      why = CH_CLOSED;
+      break;
+    }
+
+    /* What the whole rest needs, capped at the ring: read head again when
+     * the cached free space holds less of it (one read per run). */
+    for (j = k; j < n && want < cap; j++)
+      want += 8u + round8(items[j].len);
+    free = (c->have_head && used <= cap) ? cap - used : 0;
+    if (free < want) {
+      uint64_t head = __atomic_load_n(&h->head, __ATOMIC_SEQ_CST);
+
+      if (tail - head > cap || head % 8 != 0) {
+        why = CH_CORRUPT;
+        break;
+      }
+
+      c->head_seen = head;
+      c->have_head = 1;
+      free = cap - (tail - head);
+      if (free < first) {
+        why = ch_wait(&wt, c, &h->head, head, &h->space_seq, &h->send_waiters,
+                      &h->closed, deadline);
+        continue;
+      }
+    }
+
+    pos = tail;
+    for (j = k; j < n; j++) {
+      uint64_t len = items[j].len, need = 8u + round8(items[j].len);
+
+      if (need > free)
+        break;
+
+      ring_put(ring(c), cap, pos, &len, 8);
+      ring_put(ring(c), cap, pos + 8, items[j].bytes, items[j].len);
+      pos += need;
+      free -= need;
+    }
+
+    /* the run published at once, unless closed meanwhile (see ch_put) */
+    if (!__atomic_compare_exchange_n(&h->tail, &tail, pos, 0, __ATOMIC_SEQ_CST,
+                                     __ATOMIC_SEQ_CST)) {
+      why = (tail & 1) ? CH_CLOSED : CH_CORRUPT;
+      break;
+    }
+
+    ch_publish(&h->data_seq, &h->recv_waiters);
+    tail = pos;
+    k = j;
+  }
+
+  (void)shm_unlock(&h->send_lock); /* not ours only if overwritten */
+  *sent = k;
+  return why;
+}
+
+/* A message of a batch, as ch_send checks it: a string or a number (which
+ * lua_tolstring converts, on the stack only), at most maxmsg bytes. */
+static const char *ch_checkitem(lua_State *L, const Channel *c, int idx,
+                                lua_Integer i, size_t *len) {
+  const char *s = NULL;
+  int t = lua_type(L, idx);
+
+  if (t == LUA_TSTRING || t == LUA_TNUMBER)
+    s = lua_tolstring(L, idx, len);
+
+  if (s == NULL)
+    luaL_error(L, "bad message #%I to 'send_many' (string expected, got %s)",
+               i, luaL_typename(L, idx));
+
+  if (*len > c->maxmsg)
+    luaL_error(L, "bad message #%I to 'send_many' (message of %I bytes is "
+                  "larger than the channel accepts (%I))",
+               i, (lua_Integer)*len, (lua_Integer)c->maxmsg);
+
+  return s;
+}
+
+/***
+ * Send the messages `list[1..#list]` (raw length and raw reads) in order,
+ * as one batch: every message is checked first (a bad one raises and
+ * sends nothing), then the messages are written under one lock per up to
+ * 256 of them, and each run of them that fits in the free space is
+ * published at once, with at most one wake-up.  Each message is delivered
+ * exactly as a `send` of it would be: receivers see whole messages, in
+ * order; several senders' batches may interleave between runs.  Waits
+ * while the channel is full; when it stops early (timeout, close), the
+ * messages already sent stay sent and the count says how many.  The list
+ * must not change during the call.
+ * @function channel:send_many
+ * @tparam table list strings (or numbers), each at most `ch:maxsize()` bytes
+ * @tparam[opt] number timeout seconds for the whole call (default: for ever)
+ * @treturn[1] integer `#list`: all sent
+ * @treturn[2] integer how many were sent (the first ones)
+ * @treturn[2] string "timeout" or "closed"
+ * @usage local n, why = ch:send_many({"a", "b", "c"}, 1.0)
+ */
+static int ch_send_many(lua_State *L) {
+  Channel *c = ch_check(L);
+  ChItem items[CH_BATCH];
+  struct timespec deadline;
+  double seconds;
+  lua_Integer n, i, done = 0;
+  int timed, why = CH_OK;
+
+  luaL_checktype(L, 2, LUA_TTABLE);
+  timed = sync_opttimeout(L, 3, &seconds);
+  lua_settop(L, 3);
+  n = (lua_Integer)lua_rawlen(L, 2);
+  /* Everything is checked before anything is sent: by the staging below
+   * when the list is one batch, else by a pass of its own first. */
+  for (i = 1; n > CH_BATCH && i <= n; i++) {
+    size_t len;
+
+    lua_rawgeti(L, 2, i);
+    if (lua_type(L, -1) != LUA_TNUMBER) /* numbers: checked when converted */
+      ch_checkitem(L, c, -1, i, &len);
+    lua_pop(L, 1);
+  }
+
+  if (timed)
+    sync_deadline(&deadline, seconds);
+
+  ch_attached(L, c); /* also for an empty list */
+  luaL_checkstack(L, CH_BATCH, "too many messages");
+  while (done < n && why == CH_OK) {
+    int k, m = n - done < CH_BATCH ? (int)(n - done) : CH_BATCH, sent;
+
+    /* Each message stays on the stack (a converted number is a new string
+     * there) until the batch is sent; converting may run a finalizer. */
+    for (k = 0; k < m; k++) {
+      lua_rawgeti(L, 2, done + k + 1);
+      items[k].bytes = ch_checkitem(L, c, -1, done + k + 1, &items[k].len);
+    }
+
+    ch_attached(L, c); /* after the Lua calls, which may have run Lua code */
+    why = ch_put_many(L, c, items, m, timed ? &deadline : NULL, &sent);
+    done += sent;
+    lua_settop(L, 3);
+  }
+
+  if (why == CH_CORRUPT)
+    luaL_error(L, "channel region is corrupt (head, tail or lock word out "
+                  "of range)");
+
+  lua_pushinteger(L, done);
+  if (why == CH_OK)
+    return 1;
+
+  lua_pushstring(L, ch_why[why]);
+  return 2;
+}
+
+/* The body of recv_many: wait for a message as ch_take does, then take up
+ * to max queued ones, copying each into c->buf as an 8-byte length (read
+ * once from the ring and checked) and the bytes padded to 8; head is stored
+ * once for all of them, with at most one wake-up.  CH_OK with *count
+ * messages in *size bytes of c->buf; CH_TIMEOUT, CH_CLOSED, CH_INTERRUPTED,
+ * CH_CORRUPT, or CH_NOMEM (*size the length that did not fit then). */
+static int ch_take_many(lua_State *L, Channel *c, lua_Integer max,
+                        const struct timespec *deadline, lua_Integer *count,
+                        size_t *size) {
+  ChHeader *h = header(c);
+  uint64_t cap = c->cap, head, pos, avail = 0;
+  size_t used = 0;
+  lua_Integer k = 0;
+  ShmWaiter wt;
+  int why, fresh = 0;
+
+  *count = 0;
+  *size = 0;
+  sync_waitinit(&wt, L, c->main);
+  why = ch_lock(&wt, &h->recv_lock, deadline);
+  if (why != CH_OK)
+    return why;
+
+  /* head, tail_seen and their validation: as in ch_take */
+  head = __atomic_load_n(&h->head, __ATOMIC_RELAXED);
+  if (head % 8 != 0)
+    why = CH_CORRUPT;
+
+  pos = head;
+  while (why == CH_OK && k < max) {
+    uint64_t len;
+
+    avail = c->tail_seen - pos;
+    if (!c->have_tail || avail == 0 || avail > cap) {
+      uint64_t raw, tail;
+
+      if (k > 0 && fresh) /* what was there when we looked: enough */
+        break;
+
+      raw = __atomic_load_n(&h->tail, __ATOMIC_SEQ_CST);
+      tail = raw & ~(uint64_t)1;
+      if (!(raw & 1) && __atomic_load_n(&h->closed, __ATOMIC_SEQ_CST)) {
+        raw = __atomic_load_n(&h->tail, __ATOMIC_SEQ_CST) | 1u;
+        tail = raw & ~(uint64_t)1;
+      }
+
+      if (tail - head > cap || tail % 8 != 0 || tail - pos > tail - head) {
+        why = CH_CORRUPT;
+        break;
+      }
+
+      c->tail_seen = tail;
+      c->have_tail = 1;
+      fresh = 1;
+      avail = tail - pos;
+      if (avail == 0) {
+        if (k > 0)
+          break;
+
+        if (raw & 1) {
+          why = CH_CLOSED;
+          break;
+        }
+
+        why = ch_wait(&wt, c, &h->tail, raw, &h->data_seq, &h->recv_waiters,
+                      &h->closed, deadline);
+        fresh = 0;
+        continue;
+      }
+    }
+
+    ring_get(ring(c), cap, pos, &len, 8);
+    if (len > avail - 8 || len > c->maxmsg) {
+      why = CH_CORRUPT;
+      break;
+    }
+
+    if (c->bufsize - used < 8u + round8((size_t)len)) { /* malloc, not Lua */
+      size_t want = used + 8u + round8((size_t)len);
+      char *nb;
+
+      if (want < 2 * c->bufsize)
+        want = 2 * c->bufsize;
+      nb = realloc(c->buf, want);
+      if (nb == NULL) {
+        if (k == 0) {
+          why = CH_NOMEM;
+          *size = (size_t)len;
+        }
+        break;
+      }
+
+      c->buf = nb;
+      c->bufsize = want;
+    }
+
+    memcpy(c->buf + used, &len, 8);
+    ring_get(ring(c), cap, pos + 8, c->buf + used + 8, (size_t)len);
+    used += 8u + round8((size_t)len);
+    pos += 8u + round8((size_t)len);
+    k++;
+  }
+
+  /* The k messages copied are consumed together.  A corrupt record (or no
+   * memory) after them ends the batch early: they are delivered, and the
+   * next call meets the bad record alone. */
+  if (k > 0) {
+    __atomic_store_n(&h->head, pos, __ATOMIC_SEQ_CST);
+    ch_publish(&h->space_seq, &h->send_waiters);
+    why = CH_OK;
+  }
+
+  (void)shm_unlock(&h->recv_lock); /* not ours only if overwritten */
+  *count = k;
+  if (why == CH_OK)
+    *size = used;
+  return why;
+}
+
+/***
+ * Receive a batch: wait for at least one message (as `recv` does), then
+ * take up to `max` of the messages already queued, in one step (one lock,
+ * one store of the consumed position, at most one wake-up).  Returns them
+ * in a list, in order: a new table, or `into`, whose entries 1..n are
+ * set and whose entries from n + 1 up to the first nil are cleared (raw
+ * accesses), so that
+ * a loop can reuse one table and allocate none per batch.  After close,
+ * the messages still queued are received first.
+ * @function channel:recv_many
+ * @tparam integer max at most this many messages (>= 1)
+ * @tparam[opt] number timeout seconds (default, or nil: for ever)
+ * @tparam[opt] table into the list to fill
+ * @treturn[1] table the messages (`into` when given)
+ * @treturn[1] integer how many (n >= 1)
+ * @treturn[2] nil
+ * @treturn[2] string "timeout" or "closed"
+ * @usage local list = {}
+ * while true do
+ *   local msgs, n = ch:recv_many(64, nil, list)
+ *   if not msgs then break end
+ *   for i = 1, n do handle(msgs[i]) end
+ * end
+ */
+static int ch_recv_many(lua_State *L) {
+  Channel *c = ch_check(L);
+  lua_Integer max = shmL_checkint(L, 2), count, i;
+  struct timespec deadline;
+  double seconds;
+  int timed = sync_opttimeout(L, 3, &seconds), why;
+  char *mine;
+  size_t size, mysize, at;
+
+  if (max < 1)
+    luaL_argerror(L, 2, "max must be at least 1");
+
+  if (!lua_isnoneornil(L, 4))
+    luaL_checktype(L, 4, LUA_TTABLE);
+  lua_settop(L, 4);
+  if (timed)
+    sync_deadline(&deadline, seconds);
+
+  ch_attached(L, c); /* after the arguments, which may have run Lua code */
+  why = ch_take_many(L, c, max, timed ? &deadline : NULL, &count, &size);
+  if (why != CH_OK)
+    return ch_nomsg(L, why, (uint64_t)size);
+
+  /* Push from the buffer taken out of the handle: a finalizer run by an
+   * allocation here may receive on this handle, and gets a buffer of its
+   * own.  (If an allocation fails, the buffer is lost: once, on a memory
+   * error, as in recvunpack.) */
+  mine = c->buf;
+  mysize = c->bufsize;
+  c->buf = NULL;
+  c->bufsize = 0;
+  if (lua_istable(L, 4))
+    lua_pushvalue(L, 4);
+  else
+    lua_createtable(L, (int)(count < INT32_MAX ? count : INT32_MAX), 0);
+  for (i = 1, at = 0; i <= count; i++) {
+    uint64_t len;
+
+    memcpy(&len, mine + at, 8); /* our own copy, checked when copied */
+    lua_pushlstring(L, mine + at + 8, (size_t)len);
+    lua_rawseti(L, -2, i);
+    at += 8u + round8((size_t)len);
+  }
+
+  if (lua_istable(L, 4)) { /* clear what a longer batch left */
+    for (i = count + 1; lua_rawgeti(L, -1, i) != LUA_TNIL; i++) {
+      lua_pop(L, 1);
+      lua_pushnil(L);
+      lua_rawseti(L, -2, i);
+    }
+    lua_pop(L, 1);
+  }
+
+  if (c->buf != NULL && c->bufsize >= mysize) { /* a finalizer's is bigger */
+    free(mine);
+  } else {
+    free(c->buf);
+    c->buf = mine;
+    c->bufsize = mysize;
+  }
+
+  lua_pushinteger(L, count);
+  return 2;
+}
+
 /***
  * Close the channel: senders get false, "closed"; receivers get what is
  * still queued, then nil, "closed".
@@ -992,6 +1399,8 @@ static const luaL_Reg ch_meth[] = {{"send", ch_send},
                                    {"recv", ch_recv},
                                    {"sendpack", ch_sendpack},
                                    {"recvunpack", ch_recvunpack},
+                                   {"send_many", ch_send_many},
+                                   {"recv_many", ch_recv_many},
                                    {"close", ch_close},
                                    {"closed", ch_closed},
                                    {"maxsize", ch_maxsize},

@@ -153,7 +153,8 @@ static inline DictEntry *dict_entry(const Dict *d, uint32_t off, DictEntry *s) {
 
   memcpy(s, dict_base(d) + off, sizeof *s);
   if (s->tag != ENTRY_TAG || s->size % 8u != 0 || s->size < ENTRY_HEAD ||
-      s->size > d->heap_end - off || s->klen > DICT_MAX_KEY || s->vlen > s->size ||
+      s->size > d->heap_end - off || s->klen == 0 || s->klen > DICT_MAX_KEY ||
+      s->vlen > s->size ||
       (size_t)ENTRY_HEAD + s->klen + s->vlen > s->size)
     return NULL;
 

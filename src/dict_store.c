@@ -424,8 +424,9 @@ static void finish_move(Dict *d) {
   unsigned char *b = dict_base(d);
 
   st->j_op = 0;
-  if (to >= from || from % 8u || to % 8u || to < d->heap_off || len % 8u ||
-      len < ENTRY_HEAD || len > d->heap_end - from || done > len)
+  if (to >= from || from % 8u || to % 8u || to < d->heap_off ||
+      from > d->heap_end || len % 8u || len < ENTRY_HEAD ||
+      len > d->heap_end - from || done > len)
     return; /* not a journal this module wrote: rebuild goes without it */
 
   while (done < len) {
@@ -493,6 +494,8 @@ static long dict_rebuild(Dict *d) {
         break;
 
       if (dict_entry(d, off, &s) == NULL || (s.hash & (d->nbuckets - 1u)) != b ||
+          dict_hash(ekey((const DictEntry *)(const void *)(dict_base(d) + off)),
+                    s.klen) != s.hash ||
           n >= cap) {
         *u32at(d, l) = 0;
         dropped++;

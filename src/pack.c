@@ -835,7 +835,11 @@ int seg_pack(lua_State *L) {
   if (!pack_check(L, &pk, fmt, ARG_VALUES, start, s->size, &end))
     return too_short(L, s, end);
 
-  pack_write(L, &pk, s->addr + start, start);
+  /* The check converted the values (a number for a string option becomes
+   * a new string, and the format may have been one too): a finalizer run
+   * by those allocations may have detached s.  The write makes no Lua
+   * call, so the address taken now stays valid. */
+  pack_write(L, &pk, seg_addr(L, s) + start, start);
   lua_pushinteger(L, (lua_Integer)end);
   return 1;
 }
@@ -962,7 +966,8 @@ HOT int get_value(lua_State *L, const unsigned char *const *bufp,
  * that errors come in format order.  The buffer and its size are read
  * through pointers: seg_unpack passes its segment's fields, which the
  * compiler then reloads from the userdata instead of keeping copies on the
- * stack across the Lua calls (14 instructions a call). */
+ * stack across the Lua calls (14 instructions a call), and which a
+ * finalizer run by a push may set to NULL (detach): raises then. */
 HOT int unpack_values(lua_State *L, const char *fmt,
                       const unsigned char *const *bufp, const size_t *sizep,
                       size_t *ppos, ShmUnpackFail fail, const void *ud) {
@@ -986,6 +991,13 @@ HOT int unpack_values(lua_State *L, const char *fmt,
     pos += pad;
     if (n >= LUA_MINSTACK - 2) /* a C function starts with LUA_MINSTACK free */
       luaL_checkstack(L, 2, "too many results");
+
+    /* The previous push may have run a finalizer that detached the
+     * segment (seg_addr in sysvshm.h); each push reads its bytes before it
+     * can run one, so checking before each item is enough. */
+    if (SHM_UNLIKELY(*bufp == NULL))
+      seg_lostfail(L);
+
     n += get_value(L, bufp, sizep, k, size, f.little, &pos, fail, ud);
   }
 

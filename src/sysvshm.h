@@ -12,12 +12,14 @@
  *   sync.c     atomics, futex wait/wake, the mutex handle
  *   lock.c     the lock word under the mutex and the channel
  *   channel.c  a multi-process message queue in a segment region
+ *   sem.c      System V semaphore sets (the core's table `sem`)
  */
 #ifndef SYSVSHM_H
 #define SYSVSHM_H
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "lua.h"
 #include "lauxlib.h"
@@ -90,6 +92,26 @@ static inline Segment *seg_need(lua_State *L, int arg, int need) {
   seg_argfail(L, arg, need);
 }
 
+/* Raises "segment detached during the call" (segment.c). */
+SHM_NORETURN void seg_lostfail(lua_State *L);
+
+/* The address of s, fetched again after anything that can run Lua code:
+ * an allocation (pushing a new string, a userdata, a table; luaL_Buffer
+ * growth), a number converted to a string (lua_tolstring,
+ * luaL_checklstring), a metamethod (lua_getfield on a table that has one).
+ * Any of them can run a garbage collector step, and any finalizer may
+ * detach s.  seg_check* at entry is not enough for a method that makes
+ * such a call before it touches the memory: it must convert all its
+ * arguments first and take the address from here afterwards, with no Lua
+ * call in between (a loop that pushes values read from the segment calls
+ * it again before each read). */
+static inline unsigned char *seg_addr(lua_State *L, const Segment *s) {
+  if (SHM_LIKELY(s->addr != NULL))
+    return s->addr;
+
+  seg_lostfail(L);
+}
+
 static inline Segment *seg_checkany(lua_State *L, int arg) { return seg_need(L, arg, 0); }
 static inline Segment *seg_check(lua_State *L, int arg) { return seg_need(L, arg, 1); }
 static inline Segment *seg_checkw(lua_State *L, int arg) { return seg_need(L, arg, 2); }
@@ -103,6 +125,10 @@ SHM_NORETURN void shmL_rangefail(lua_State *L, int arg, const Segment *s,
 lua_Number shmL_checknumber(lua_State *L, int arg);
 lua_Integer shmL_optint(lua_State *L, int arg, lua_Integer def);
 int shmL_pusherror(lua_State *L, const char *what); /* nil, "what: strerror", errno */
+int shmL_checkmode(lua_State *L, int arg, lua_Integer v); /* 0..0777 */
+key_t shmL_checkkey(lua_State *L, int arg); /* a 32-bit System V key */
+int shmL_optfield_int(lua_State *L, int arg, const char *k, lua_Integer *v);
+int shmL_optfield_bool(lua_State *L, int arg, const char *k, int def);
 /* nil/none, or a table with only the keys in names (NULL-terminated) */
 void shmL_checkopts(lua_State *L, int arg, const char *const names[]);
 
@@ -176,7 +202,9 @@ typedef struct ShmPacker {
  * start, writing nothing.  Raises on a bad format or value, in format order
  * as string.pack does.  Returns 1 with *end the position after the last
  * byte, or 0 with *end the position of the first item that would run past
- * limit (the items after it are not checked).  start <= limit. */
+ * limit (the items after it are not checked).  start <= limit.  It runs Lua
+ * code (a number for a string option is converted to a new string, which
+ * can run a finalizer): take the destination address after it (seg_addr). */
 int shm_packcheck(lua_State *L, ShmPacker *pk, const char *fmt, int arg,
                   size_t start, size_t limit, size_t *end);
 
@@ -189,7 +217,8 @@ void shm_packwrite(lua_State *L, const ShmPacker *pk, unsigned char *dst,
 /* Raise on the first error of fmt, if any; reads no value. */
 void shm_fmtcheck(lua_State *L, const char *fmt);
 
-/* Push the values of fmt read from buf[*pos..size), position 0 at buf[0];
+/* Push the values of fmt read from buf[*pos..size), position 0 at buf[0]
+ * (buf not NULL: a NULL buffer raises "segment detached during the call");
  * return how many were pushed, with *pos after the last byte read.  Raises
  * on a format error and on a 9- to 16-byte integer that does not fit a
  * lua_Integer; when the bytes do not match the format, calls fail (which
@@ -212,6 +241,7 @@ size_t shmL_checkaligned(lua_State *L, int arg, const Segment *s, size_t width,
                          size_t align);
 int sync_opttimeout(lua_State *L, int arg, double *seconds); /* 0: for ever */
 void sync_deadline(struct timespec *ts, double seconds);     /* monotonic */
+int sync_timeleft(const struct timespec *deadline, struct timespec *rel); /* 0: passed */
 /* What a blocking call notes when it starts, to tell when the interpreter
  * has a signal (Ctrl-C) to raise (sync.c). */
 typedef struct ShmWaiter {
@@ -259,5 +289,8 @@ void channel_open(lua_State *L);
 
 /* dict.c: with the module table at -2 and the segment metatable at -1 */
 void dict_open_module(lua_State *L);
+
+/* sem.c: with the module table at -2 and the segment metatable at -1 */
+void sem_open_module(lua_State *L);
 
 #endif

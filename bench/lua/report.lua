@@ -18,7 +18,7 @@ local LANG = { sysvshm = "sysvshm", plain = "Lua", c = "C", py = "Python", pl = 
 local PROG_ORDER = { sysvshm = 1, plain = 2, c = 3, py = 4, pl = 5, ngx = 6, php = 7, redis = 8 }
 local WORKLOADS = {
   "W0", "W1", "W2", "W3 write", "W3 read", "W4 get", "W4 set", "W5", "W6", "W7 1/1", "W7 2/2",
-  "W7 1/1 pack", "W8 unpack", "W8 pack", "W8 atomic_add", "lock", "lock2p",
+  "W7 1/1 pack", "W7 batch 1/1", "W7 batch 2/2", "W8 unpack", "W8 pack", "W8 atomic_add", "lock", "lock2p",
   "W9 set", "W9 get", "W9 incr", "W9 95/5 1 proc", "W9 95/5 2 procs", "W9 memory",
 }
 local WORDER = {}
@@ -38,7 +38,8 @@ local PLAIN_REF = {
 -- rows that are sizes, not rates: no ratio columns
 local NORATIO = { ["W9 memory"] = true }
 -- The peer rows each workload is compared with (the peers have no channel).
-local PEER_REF = { ["W7 1/1"] = "W6", ["W7 2/2"] = "W6", ["W7 1/1 pack"] = "W6" }
+local PEER_REF = { ["W7 1/1"] = "W6", ["W7 2/2"] = "W6", ["W7 1/1 pack"] = "W6",
+  ["W7 batch 1/1"] = "W6", ["W7 batch 2/2"] = "W6" }
 
 local function split(line)
   local t = {}
@@ -274,8 +275,9 @@ local TARGETS = {
   { "W4 set >= 1.3 x Python memoryview[off] = v", row_("W4 set", S), row_("W4 set", "py"), 1.3 },
   { "W5 cycle >= 0.9 x C", row_("W5", S), row_("W5", "c"), 0.9 },
 }
-for _, w in ipairs({ "W6", "W7 1/1", "W7 2/2", "W7 1/1 pack" }) do
-  TARGETS[#TARGETS + 1] = { w .. " >= 2.7 M msg/s", row_(w, S), 2.7 }
+for _, w in ipairs({ "W6", "W7 1/1", "W7 2/2", "W7 1/1 pack", "W7 batch 1/1", "W7 batch 2/2" }) do
+  local least = w:find("batch 1/1", 1, true) and 10 or 2.7 -- issue: 10 M msg/s with batches
+  TARGETS[#TARGETS + 1] = { w .. (" >= %g M msg/s"):format(least), row_(w, S), least }
   TARGETS[#TARGETS + 1] = { w .. " >= 10 x best peer", row_(w, S), function()
     return bestpeer(w)
   end, 10 }

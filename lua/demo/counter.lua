@@ -8,9 +8,9 @@ times to the second, a plain integer, read and written with seg:unpack and
 seg:pack under the mutex. Both totals come out exactly N * M; without the
 atomics or the mutex, increments would be lost.
 
-The segment is marked for removal as soon as it is attached: the workers
-attach it by id, and it goes when the last process detaches, even if the
-demo is killed.
+The segment comes from shm.private, attached and already marked for
+removal: the workers attach it by id, and it goes when the last process
+detaches or dies, even if every process is killed.
 ]]
 dofile((arg[0]:match("^(.*)/") or ".") .. "/prelude.lua")
 
@@ -50,9 +50,7 @@ if opts.worker then
   return
 end
 
-local id = assert(shm.create(shm.IPC_PRIVATE, SIZE))
-local seg <close> = assert(shm.attach(id))
-assert(shm.remove(id)) -- goes with the last detach
+local seg <close>, id = assert(shm.private(SIZE)) -- goes with the last detach
 shm.mutex(seg, MUTEX)
 
 local lua = arg[-1] or "lua5.4"

@@ -78,9 +78,9 @@ if opts.role then
   return
 end
 
-local id = assert(shm.create(shm.IPC_PRIVATE, 1 << 20))
-local seg <close> = assert(shm.attach(id))
-assert(shm.remove(id)) -- goes with the last detach, even if we are killed
+-- attached and already removed: it goes with the last detach, even if
+-- every process is killed
+local seg <close>, id = assert(shm.private(1 << 20))
 local ch = channel.new(seg)
 
 local lua, me = arg[-1] or "lua5.4", arg[0]

@@ -1,14 +1,16 @@
 --- The `sysvshm` command: find, inspect and clean up System V shared memory
 -- segments from the shell, field by field.
 --
---     sysvshm ls [--mine] [--json]              list segments (like ipcs -m)
---     sysvshm stat ID | --key K [--json]        every field of one segment
+--     sysvshm ls [--mine] [--json] [--shm|--sem]  segments and semaphore sets (ipcs)
+--     sysvshm stat [--sem] ID | --key K [--json]  every field of one segment or set
 --     sysvshm dump ID [--offset N] [--length N] hex and ASCII, like xxd
 --     sysvshm dump ID --layout FILE [--struct NAME] [--offset N]
 --                                               one line per field
 --     sysvshm watch ID --layout FILE [--struct NAME] [--interval S] [--frames N]
 --                                               the field view, redrawn
---     sysvshm rm ID... | --key K | --mine-unattached [--dry-run]
+--     sysvshm dict ID [--offset N] [--full] [--json]
+--                                               the entries of a sysvshm.dict
+--     sysvshm rm [--sem] ID... | --key K | --mine-unattached [--dry-run]
 --     sysvshm new --size N [--key K] [--mode 0600]   create; prints the id
 --
 -- Every command takes `--help`; `sysvshm help COMMAND` says the same. From a
@@ -71,6 +73,7 @@ if SCRIPT and arg and arg[0] then
 end
 
 local shm = require "sysvshm"
+local sem = require "sysvshm.sem"
 local layout = require "sysvshm.layout"
 local options = require "sysvshm.options"
 
@@ -379,12 +382,53 @@ local function list_or_fail()
   return list
 end
 
+-- The same for semaphore sets (their ids are a namespace of their own).
+local function sem_about(id, msg, errno)
+  if errno == shm.EINVAL or errno == shm.EIDRM then
+    return sformat("no semaphore set with id %d (%s)", id, msg)
+  end
+  return sformat("semaphore set %d: %s", id, msg)
+end
+
+local function sem_stat_or_fail(id)
+  local st, msg, errno = sem.semctl(id, 0, sem.IPC_STAT)
+  if not st then
+    fail("%s", sem_about(id, msg, errno))
+  end
+  return st
+end
+
+local function sem_open_key_or_fail(key)
+  local id, msg, errno = sem.semget(key, 0, 0)
+  if not id then
+    if errno == shm.ENOENT then
+      fail("no semaphore set with key %s (%s)", key_string(key), msg)
+    end
+    fail("key %s: %s", key_string(key), msg)
+  end
+  return id
+end
+
+local function sem_list_or_fail()
+  local list, msg = sem.list()
+  if not list then
+    fail("cannot list the semaphore sets: %s", msg)
+  end
+  return list
+end
+
+local SEM_OPTION = { "sem", type = "flag", help = "semaphore sets, not segments (ids and keys of sets)" }
+
 -- ---- the stat fields ------------------------------------------------------------------
 
 --- The fields of a segment, in the order of the JSON output.
 -- That is, of `ls --json` and `stat --json`: `id`, then those of `shm.stat`.
 M.FIELDS = { "id", "key", "size", "mode", "uid", "gid", "cuid", "cgid", "cpid", "lpid",
-             "nattch", "atime", "dtime", "ctime", "removed", "locked" }
+             "nattch", "atime", "dtime", "ctime", "removed", "locked", "holds", "holds_version" }
+
+--- The fields of a semaphore set's JSON line (`ls --json`, `stat --sem
+-- --json`): `type` ("sem"), `id`, then those of `semset:stat`.
+M.SEM_FIELDS = { "type", "id", "key", "nsems", "mode", "uid", "gid", "cuid", "cgid", "otime", "ctime" }
 
 local function status_string(st)
   local s = {}
@@ -431,62 +475,176 @@ local function print_table(rows, right)
 end
 
 command("ls", {
-  summary = "list the segments (like ipcs -m)",
+  summary = "list segments and semaphore sets (like ipcs -m -s)",
   description = "List the shared memory segments this user can see: key, id, owner,\n"
     .. "permissions, size, attachments, creator and last pids, status (removed:\n"
-    .. "marked for removal, it goes when the last process detaches).",
+    .. "marked for removal, it goes when the last process detaches); then, after\n"
+    .. "a blank line, the semaphore sets: key, id, owner, permissions, number of\n"
+    .. "semaphores, last operation and last change. --shm and --sem show one\n"
+    .. "table only (as ipcs -m and ipcs -s).",
   epilog = "With --json, one JSON object per line and segment, with the fields of\n"
-    .. "shm.stat and the id (times in seconds since the epoch, mode as an integer).",
-  { "mine", short = "m", type = "flag", help = "only the segments this user owns or created" },
+    .. "shm.stat and the id (times in seconds since the epoch, mode as an integer),\n"
+    .. "then one per semaphore set, with \"type\":\"sem\", the id and the fields of\n"
+    .. "semset:stat.",
+  { "mine", short = "m", type = "flag", help = "only the segments and sets this user owns or created" },
   { "json", short = "j", type = "flag", help = "JSON lines instead of a table" },
-}, function(opts)
-  local list = list_or_fail()
-  if opts.mine then
+  { "shm", type = "flag", help = "only the segments" },
+  { "sem", type = "flag", help = "only the semaphore sets" },
+}, function(opts, parser)
+  if opts.shm and opts.sem then
+    usage_error(parser, "give --shm or --sem, not both")
+  end
+  local function only_mine(list)
+    if not opts.mine then
+      return list
+    end
     local uid, kept = euid(), {}
     for _, st in ipairs(list) do
       if mine(st, uid) then
         kept[#kept + 1] = st
       end
     end
-    list = kept
+    return kept
   end
+  local list = not opts.sem and only_mine(list_or_fail()) or {}
+  local sets = not opts.shm and only_mine(sem_list_or_fail()) or {}
   if opts.json then
     local out = {}
-    for i, st in ipairs(list) do
-      out[i] = M.json(st, M.FIELDS)
+    for _, st in ipairs(list) do
+      out[#out + 1] = M.json(st, M.FIELDS)
+    end
+    for _, st in ipairs(sets) do
+      st.type = "sem"
+      out[#out + 1] = M.json(st, M.SEM_FIELDS)
     end
     if #out > 0 then
       emit(concat(out, "\n"), "\n")
     end
     return 0
   end
-  local rows = { { "KEY", "ID", "OWNER", "MODE", "SIZE", "NATTCH", "CPID", "LPID", "STATUS" } }
-  for _, st in ipairs(list) do
-    rows[#rows + 1] = {
-      key_string(st.key), tostring(st.id), user_name(st.uid), M.mode_string(st.mode),
-      M.human_size(st.size), tostring(st.nattch), tostring(st.cpid), tostring(st.lpid),
-      status_string(st),
-    }
+  if not opts.sem then
+    local rows = { { "KEY", "ID", "OWNER", "MODE", "SIZE", "NATTCH", "CPID", "LPID", "STATUS" } }
+    for _, st in ipairs(list) do
+      rows[#rows + 1] = {
+        key_string(st.key), tostring(st.id), user_name(st.uid), M.mode_string(st.mode),
+        M.human_size(st.size), tostring(st.nattch), tostring(st.cpid), tostring(st.lpid),
+        status_string(st),
+      }
+    end
+    print_table(rows, { false, true, false, false, true, true, true, true, false })
   end
-  print_table(rows, { false, true, false, false, true, true, true, true, false })
+  if not opts.shm then
+    if not opts.sem then
+      emit("\n")
+    end
+    local rows = { { "KEY", "SEMID", "OWNER", "MODE", "NSEMS", "OTIME", "CTIME" } }
+    for _, st in ipairs(sets) do
+      rows[#rows + 1] = {
+        key_string(st.key), tostring(st.id), user_name(st.uid), M.mode_string(st.mode),
+        tostring(st.nsems), st.otime == 0 and "never" or time_string(st.otime), time_string(st.ctime),
+      }
+    end
+    print_table(rows, { false, true, false, false, true, false, false })
+  end
   return 0
 end)
 
+-- ---- what a segment holds ---------------------------------------------------------
+
+-- What the first bytes of a region say it holds (sysvshm.dict's "SVDI",
+-- sysvshm.channel's "SVCH", native u32 magic then u32 layout version).
+local MAGICS = { [0x49445653] = "dict", [0x48435653] = "channel" }
+
+local function holds(seg, off)
+  if #seg < 8 or off > #seg - 8 then
+    return nil
+  end
+  local magic, version = seg:unpack("=I4 I4", off)
+  local what = MAGICS[magic]
+  return what, what and version
+end
+
+-- `stat --sem`: every field of a semaphore set, and each semaphore's value,
+-- last pid and waiters.
+local function stat_sem(opts, parser)
+  local id = opts[1] and parse_id(parser, opts[1]) or sem_open_key_or_fail(opts.key)
+  local st = sem_stat_or_fail(id)
+  st.id, st.type = id, "sem"
+  local values, msg, errno = sem.semctl(id, 0, sem.GETALL)
+  if not values then
+    fail("%s", sem_about(id, msg, errno))
+  end
+  if opts.json then
+    local fields = { table.unpack(M.SEM_FIELDS) }
+    fields[#fields + 1] = "values"
+    st.values = setmetatable(values, M.json_array)
+    emit(M.json(st, fields), "\n")
+    return 0
+  end
+  local function who(v, name)
+    return name == tostring(v) and tostring(v) or sformat("%d (%s)", v, name)
+  end
+  local rows = {
+    { "id", tostring(id) },
+    { "key", key_string(st.key) .. (st.key == shm.IPC_PRIVATE and " (IPC_PRIVATE)" or "") },
+    { "nsems", tostring(st.nsems) },
+    { "mode", sformat("0%03o (%s)", st.mode, M.mode_string(st.mode)) },
+    { "uid", who(st.uid, user_name(st.uid)) },
+    { "gid", who(st.gid, group_name(st.gid)) },
+    { "cuid", who(st.cuid, user_name(st.cuid)) },
+    { "cgid", who(st.cgid, group_name(st.cgid)) },
+    { "otime", sformat("%d (%s)", st.otime, time_string(st.otime)) },
+    { "ctime", sformat("%d (%s)", st.ctime, time_string(st.ctime)) },
+  }
+  print_table(rows, {})
+  rows = { { "SEMNUM", "VALUE", "PID", "NCNT", "ZCNT" } }
+  for i, v in ipairs(values) do
+    local pid = sem.semctl(id, i - 1, sem.GETPID)
+    local ncnt = sem.semctl(id, i - 1, sem.GETNCNT)
+    local zcnt = sem.semctl(id, i - 1, sem.GETZCNT)
+    rows[#rows + 1] = { tostring(i - 1), tostring(v), tostring(pid or "?"), tostring(ncnt or "?"),
+                        tostring(zcnt or "?") }
+  end
+  emit("\n")
+  print_table(rows, { true, true, true, true, true })
+  return 0
+end
+
 command("stat", {
-  summary = "show every field of one segment",
+  summary = "show every field of one segment or semaphore set",
   args = "[ID]",
   max_args = 1,
   description = "Show every field of the segment with id ID (or with key K): the\n"
-    .. "numbers of shm.stat, with names, sizes, permissions and times readable.",
+    .. "numbers of shm.stat, with names, sizes, permissions and times readable;\n"
+    .. "and what it holds when its first bytes say so: a sysvshm.dict or a\n"
+    .. "sysvshm.channel at offset 0 (field holds, and holds_version: its layout).\n"
+    .. "With --sem, of the semaphore set with that id or key, and then each\n"
+    .. "semaphore's value, last pid and waiters (for an increase, for zero).",
+  epilog = "To look at the first bytes the segment is attached read-only for a\n"
+    .. "moment, after the numbers are read (so they show the segment as it was;\n"
+    .. "its atime, dtime and lpid change: --no-peek leaves them alone). Without\n"
+    .. "read permission, no holds.",
   KEY_OPTION,
+  { "no-peek", short = "n", type = "flag", help = "only the numbers: do not attach to see what it holds" },
+  SEM_OPTION,
   { "json", short = "j", type = "flag", help = "one JSON object, as a line of ls --json" },
 }, function(opts, parser)
   if (opts[1] ~= nil) == (opts.key ~= nil) then
     usage_error(parser, opts[1] and "give a segment id or --key, not both" or "give a segment id or --key")
   end
+  if opts.sem then
+    return stat_sem(opts, parser)
+  end
   local id = opts[1] and parse_id(parser, opts[1]) or open_key_or_fail(opts.key)
   local st = stat_or_fail(id)
   st.id = id
+  -- Then a look at the first bytes (the numbers above are from before this
+  -- attachment; without read permission there is no look).
+  local seg <close> = not opts.no_peek and shm.attach(id, { readonly = true }) or nil
+  if seg then
+    st.holds, st.holds_version = holds(seg, 0)
+    seg:detach()
+  end
   if opts.json then
     emit(M.json(st, M.FIELDS), "\n")
     return 0
@@ -512,6 +670,11 @@ command("stat", {
     { "removed", tostring(st.removed) },
     { "locked", tostring(st.locked) },
   }
+  if st.holds then
+    rows[#rows + 1] = { "holds", sformat("a sysvshm.%s at offset 0 (layout version %d)%s", st.holds,
+                                         st.holds_version, st.holds == "dict"
+                                         and sformat(": sysvshm dict %d", id) or "") }
+  end
   print_table(rows, {})
   return 0
 end)
@@ -850,14 +1013,394 @@ command("watch", with_layout_options({
   return 0
 end)
 
+-- ---- dictionaries -----------------------------------------------------------------
+
+-- sysvshm.dict's layout (src/dict.h, dict_store.c), for reading a region
+-- without the module's handle: nothing here is trusted, every offset and
+-- length is checked as dict_store.c checks it, every walk is bounded.
+local DICT = {
+  VERSION = 1, MIN_REGION = 8192, HEADER = 512, ALIGN = 64, MAX_KEY = 65535,
+  STATE = 192, SEQ = 128, ENTRY_HEAD = 56, ENTRY_TAG = 0x52544e45,
+  HEAD_FMT = "=I4 I4 I8 I4 I4 I4 I4 I4 I4",               -- magic .. stripes_off
+  STATE_FMT = "=I4 I4 I4 I4 I8 I8 I8 I8 I8 I8 I8 I8",      -- top .. repairs
+  ENTRY_FMT = "=I4 I4 I4 I4 I4 I4 I4 I4 B xxx I4 i8 I8",   -- DictEntry, 56 bytes
+  TYPES = { "boolean", "integer", "float", "string", "list" },
+}
+
+-- dict_layout: the geometry new() lays out in a region of that size.
+local function dict_layout(region)
+  if region < DICT.MIN_REGION or region > 0xffffffff - 8 then
+    return nil
+  end
+  local ns = math.max(1, math.min(16, region // 65536))
+  local nb = 16
+  while nb < 1 << 24 and nb * 256 < region do
+    nb = nb * 2
+  end
+  local g = { region = region, nstripes = ns, stripes_off = DICT.HEADER, nbuckets = nb,
+              buckets_off = DICT.HEADER + ns * 256 }
+  g.heap_off = (g.buckets_off + nb * 4 + 7) & ~7
+  g.heap_end = region & ~7
+  if g.heap_off >= g.heap_end or g.heap_end - g.heap_off < 1024 then
+    return nil
+  end
+  return g
+end
+
+-- dict_hash, with Lua's wrapping 64-bit integers (native byte order).
+local function dict_hash(k)
+  local n = #k
+  local h, pos = 0x9e3779b97f4a7c15 ~ n, 1
+  while n - pos + 1 >= 8 do
+    h = (h ~ string.unpack("=i8", k, pos)) * 0xff51afd7ed558ccd
+    h = h ~ (h >> 32)
+    pos = pos + 8
+  end
+  local rest = n - pos + 1
+  local w = rest > 0 and string.unpack("=I" .. rest, k, pos) or 0
+  h = (h ~ w) * 0xc4ceb9fe1a85ec53
+  h = h ~ (h >> 29)
+  return (h ~ (h >> 32)) & 0xffffffff
+end
+
+-- The elements of a list value (u32 count, then u8 type and 8 bytes, or
+-- u32 length and bytes), or nil when it is malformed (as list_check).
+local function list_items(v)
+  if #v < 4 then
+    return nil
+  end
+  local count, pos = string.unpack("=I4", v)
+  local items = {}
+  for i = 1, count do
+    local t = v:byte(pos)
+    if (t == 2 or t == 3) and #v - pos >= 8 then
+      items[i] = string.unpack(t == 2 and "=i8" or "=d", v, pos + 1)
+      pos = pos + 9
+    elseif t == 4 and #v - pos >= 4 then
+      local len = string.unpack("=I4", v, pos + 1)
+      if len > #v - pos - 4 then
+        return nil
+      end
+      items[i] = v:sub(pos + 5, pos + 4 + len)
+      pos = pos + 5 + len
+    else
+      return nil
+    end
+  end
+  return pos == #v + 1 and items or nil
+end
+
+-- The value of an entry of type vtype from its bytes (as dict_copyout).
+local function dict_value(vtype, v)
+  if vtype == 1 then
+    return #v >= 1 and v:byte(1) ~= 0
+  elseif vtype == 2 then
+    return #v >= 8 and string.unpack("=i8", v) or 0
+  elseif vtype == 3 then
+    return #v >= 8 and string.unpack("=d", v) or 0.0
+  elseif vtype == 4 then
+    return v
+  elseif vtype == 5 then
+    return list_items(v)
+  end
+  return nil
+end
+
+local SNAPSHOT_TRIES = 50
+
+--- Read the dictionary at offset `off` of segment `seg` (a read-only
+-- attachment will do) without its handle, and without writing anything:
+-- no lock, no read recorded for the LRU order. The region is copied under
+-- its sequence number (again while a writer was changing it, up to 50
+-- times) and every offset and length in the copy is checked as the module
+-- checks them; what cannot be verified is left out and described in
+-- `problems`.
+-- @tparam segment seg
+-- @tparam integer off the region start
+-- @treturn[1] table `{ version, stats = {...}, entries = {{key, type,
+--   size, flags, expire_ms, version, value}, ...} (sorted by key),
+--   problems = {string,...}, consistent = boolean, now_ms }`
+-- @treturn[2] nil
+-- @treturn[2] string why there is no dictionary to read there
+function M.read_dict(seg, off)
+  local size = #seg
+  if off > size or size - off < DICT.HEADER then
+    return nil, sformat("no dictionary at offset %d (the segment has %d bytes)", off, size)
+  end
+  local what, version = holds(seg, off)
+  if what ~= "dict" then
+    return nil, sformat("no dictionary at offset %d%s", off,
+                        what and sformat(" (it holds a %s)", what) or " (bad magic)")
+  end
+  if version ~= DICT.VERSION then
+    return nil, sformat("the dictionary at offset %d has layout version %d; this sysvshm reads %d",
+                        off, version, DICT.VERSION)
+  end
+  local _, _, region, nb, boff, hoff, hend, ns, soff = seg:unpack(DICT.HEAD_FMT, off)
+  local g = region >= 0 and region <= size - off and dict_layout(region)
+  if not g or g.nbuckets ~= nb or g.buckets_off ~= boff or g.heap_off ~= hoff or
+     g.heap_end ~= hend or g.nstripes ~= ns or g.stripes_off ~= soff then
+    return nil, sformat("the dictionary at offset %d is corrupt (header out of range)", off)
+  end
+
+  -- A copy of [0, top) taken between two equal, even sequence numbers.
+  local snap, consistent, st
+  for _ = 1, SNAPSHOT_TRIES do
+    local s1 = seg:atomic_load(off + DICT.SEQ)
+    st = table.pack(seg:unpack(DICT.STATE_FMT, off + DICT.STATE))
+    local top = st[1]
+    local len = (top % 8 == 0 and top >= g.heap_off and top <= g.heap_end) and top or g.heap_end
+    snap = seg:read(off, len)
+    local s2 = seg:atomic_load(off + DICT.SEQ)
+    consistent = s1 == s2 and s1 & 1 == 0
+    if consistent then
+      break
+    end
+    sleep(0.001)
+  end
+
+  local problems = {}
+  local function problem(fmt, ...)
+    if #problems < 20 then
+      problems[#problems + 1] = sformat(fmt, ...)
+    end
+  end
+  local top = st[1]
+  if not (top % 8 == 0 and top >= g.heap_off and top <= g.heap_end) then
+    problem("top %d out of the heap [%d, %d]", top, g.heap_off, g.heap_end)
+  end
+  local max_entries = (g.heap_end - g.heap_off) // 8 + 1
+  local limit = #snap
+
+  -- The entry at eoff, or nil and why not (dict_entry's checks, and inside the copy).
+  local function entry(eoff)
+    if eoff % 8 ~= 0 or eoff < g.heap_off or eoff > g.heap_end - DICT.ENTRY_HEAD or
+       eoff > limit - DICT.ENTRY_HEAD then
+      return nil
+    end
+    local e = table.pack(string.unpack(DICT.ENTRY_FMT, snap, eoff + 1))
+    local esize, tag, klen, vlen = e[1], e[2], e[7], e[8]
+    if tag ~= DICT.ENTRY_TAG or esize % 8 ~= 0 or esize < DICT.ENTRY_HEAD or
+       esize > g.heap_end - eoff or esize > limit - eoff or klen > DICT.MAX_KEY or vlen > esize or
+       DICT.ENTRY_HEAD + klen + vlen > esize then
+      return nil
+    end
+    return e
+  end
+
+  local now_ms = math.floor(shm.clock() * 1000)
+  local entries, seen, count = {}, {}, 0
+  local mask = nb - 1
+  local CHUNK = 256
+  for first = 0, nb - 1, CHUNK do
+    local n = math.min(CHUNK, nb - first)
+    local heads = { string.unpack("=" .. ("I4"):rep(n), snap, boff + 4 * first + 1) }
+    for i = 1, n do
+      local b, eoff, steps = first + i - 1, heads[i], max_entries
+      while eoff ~= 0 do
+        if steps == 0 or count >= max_entries then
+          problem("bucket %d: the chain does not end", b)
+          break
+        end
+        steps = steps - 1
+        if seen[eoff] then
+          problem("bucket %d: entry at %d reached twice (a loop or a shared chain)", b, eoff)
+          break
+        end
+        local e = entry(eoff)
+        if not e then
+          problem("bucket %d: no entry at %d", b, eoff)
+          break
+        end
+        local klen, vlen = e[7], e[8]
+        local key = snap:sub(eoff + DICT.ENTRY_HEAD + 1, eoff + DICT.ENTRY_HEAD + klen)
+        if e[4] & mask ~= b or dict_hash(key) ~= e[4] then
+          problem("entry at %d: its hash does not match its key or bucket", eoff)
+          break
+        end
+        seen[eoff] = true
+        count = count + 1
+        local vstart = eoff + DICT.ENTRY_HEAD + klen
+        local vtype = e[9]
+        local value = dict_value(vtype, snap:sub(vstart + 1, vstart + vlen))
+        if vtype == 5 and value == nil then
+          problem("entry at %d: the list value is malformed", eoff)
+        elseif DICT.TYPES[vtype] == nil then
+          problem("entry at %d: unknown value type %d", eoff, vtype)
+        end
+        entries[#entries + 1] = {
+          key = key, type = DICT.TYPES[vtype] or sformat("unknown(%d)", vtype), size = vlen,
+          flags = e[10], expire_ms = e[11], version = e[12], value = value, offset = eoff,
+          bytes = e[1],
+        }
+        eoff = e[3]
+      end
+    end
+  end
+  table.sort(entries, function(a, b) return a.key < b.key end)
+
+  local free = (g.heap_end - (top >= g.heap_off and top <= g.heap_end and top or g.heap_end))
+    + math.max(0, st[8])
+  local largest = free & ~7
+  largest = largest > DICT.ENTRY_HEAD and largest - DICT.ENTRY_HEAD or 0
+  return {
+    version = version, consistent = consistent, problems = problems, entries = entries,
+    now_ms = now_ms,
+    stats = { entries = st[6], used = st[7], free = free, largest = largest, capacity = region,
+              evictions = st[9], expirations = st[10], contention = st[11], repairs = st[12] },
+  }
+end
+
+--- The order of the `stats` fields in `dict --json` (those of `d:stats()`).
+M.DICT_STATS = { "entries", "used", "free", "largest", "capacity", "evictions", "expirations",
+                 "contention", "repairs" }
+
+-- Seconds left before an entry expires: nil never, 0 expired.
+local function ttl_of(e, now_ms)
+  if e.expire_ms == 0 then
+    return nil
+  end
+  return math.max(0, e.expire_ms - now_ms) / 1000
+end
+
+local DICT_ENTRY_FIELDS = { "key", "key_hex", "type", "size", "flags", "ttl", "expired", "version",
+                            "value", "value_hex", "items" }
+
+local MAX_SHOWN = 40 -- bytes of a string value shown (without --full)
+
+local function value_text(e, full)
+  local v = e.value
+  if e.type == "string" then
+    if not full and #v > MAX_SHOWN then
+      return quote_bytes(v:sub(1, MAX_SHOWN)) .. sformat("... (%d bytes)", #v)
+    end
+    return quote_bytes(v)
+  elseif e.type == "list" then
+    if v == nil then
+      return "(malformed)"
+    end
+    return sformat("[%d item%s]", #v, #v == 1 and "" or "s")
+  elseif e.type == "float" then
+    return sformat("%.17g", v)
+  elseif v == nil then
+    return "?"
+  end
+  return tostring(v)
+end
+
+-- A string for JSON: itself when it is UTF-8, else nil (the caller then
+-- gives its bytes in hex).
+local function utf8_or_nil(s)
+  return utf8.len(s) and s or nil
+end
+
+local function hex(s)
+  return (s:gsub(".", function(c) return sformat("%02x", c:byte()) end))
+end
+
+command("dict", {
+  summary = "list the entries of a sysvshm.dict",
+  args = "ID",
+  min_args = 1,
+  max_args = 1,
+  description = "List the entries of the dictionary (sysvshm.dict) at --offset in the\n"
+    .. "segment: key, value type, value size in bytes, flags, seconds to live (-\n"
+    .. "for never) and the value (strings cut after 40 bytes unless --full), sorted\n"
+    .. "by key, then the numbers of d:stats().",
+  epilog = "The segment is attached read-only and nothing is written: no lock is taken\n"
+    .. "and no read counts for the LRU order. The region is copied between two\n"
+    .. "equal sequence numbers (a consistent snapshot; if writers never let it be\n"
+    .. "one, the listing says so) and every offset in the copy is checked: what is\n"
+    .. "not sound is left out and reported, with status 1.\n"
+    .. "With --json, one object: id, offset, version, consistent, stats, entries\n"
+    .. "(key, type, size, flags, ttl: seconds or null, expired, version, value for\n"
+    .. "booleans, numbers and UTF-8 strings, items for lists; key_hex / value_hex\n"
+    .. "for bytes that are not UTF-8), problems.",
+  { "offset", short = "o", type = "integer", min = 0, default = 0,
+    help = "where the dictionary starts (a multiple of 64)" },
+  { "full", type = "flag", help = "show string values whole" },
+  { "json", short = "j", type = "flag", help = "one JSON object instead of a table" },
+}, function(opts, parser)
+  local id = parse_id(parser, opts[1])
+  if opts.offset % DICT.ALIGN ~= 0 then
+    usage_error(parser, "option --offset: %d is not a multiple of %d", opts.offset, DICT.ALIGN)
+  end
+  local seg <close> = attach_ro(id)
+  local d, why = M.read_dict(seg, opts.offset)
+  if not d then
+    fail("segment %d: %s", id, why)
+  end
+  seg:detach()
+
+  if opts.json then
+    local list = setmetatable({}, M.json_array)
+    for i, e in ipairs(d.entries) do
+      local ttl = ttl_of(e, d.now_ms)
+      local o = { key = utf8_or_nil(e.key), type = e.type, size = e.size, flags = e.flags,
+                  ttl = ttl, expired = ttl == 0, version = e.version }
+      if not o.key then
+        o.key_hex = hex(e.key)
+      end
+      if e.type == "string" then
+        o.value = utf8_or_nil(e.value)
+        if not o.value then
+          o.value_hex = hex(e.value)
+        end
+      elseif e.type == "list" then
+        o.items = e.value and #e.value
+      else
+        o.value = e.value
+      end
+      -- every field that is there, and ttl also when it is null (never)
+      local parts = {}
+      for _, k in ipairs(DICT_ENTRY_FIELDS) do
+        if o[k] ~= nil or k == "ttl" then
+          parts[#parts + 1] = M.json(k) .. ":" .. M.json(o[k])
+        end
+      end
+      list[i] = "{" .. concat(parts, ",") .. "}"
+    end
+    local problems = setmetatable({}, M.json_array)
+    for i, p in ipairs(d.problems) do
+      problems[i] = M.json(p)
+    end
+    emit("{", sformat('"id":%d,"offset":%d,"version":%d,"consistent":%s,"stats":%s,', id,
+                      opts.offset, d.version, tostring(d.consistent), M.json(d.stats, M.DICT_STATS)),
+         '"entries":[', concat(list, ","), '],"problems":[', concat(problems, ","), "]}\n")
+  else
+    local rows = { { "KEY", "TYPE", "SIZE", "FLAGS", "TTL", "VALUE" } }
+    for _, e in ipairs(d.entries) do
+      local ttl = ttl_of(e, d.now_ms)
+      rows[#rows + 1] = { quote_bytes(e.key), e.type, tostring(e.size), int_string(e.flags),
+                          ttl == nil and "-" or ttl == 0 and "expired" or sformat("%.3f", ttl),
+                          value_text(e, opts.full) }
+    end
+    print_table(rows, { false, false, true, true, true, false })
+    local s = d.stats
+    emit(sformat("%d entr%s, %d bytes used, %d free (largest value %d), capacity %d; "
+                   .. "evictions %d, expirations %d, contention %d, repairs %d%s\n",
+                 s.entries, s.entries == 1 and "y" or "ies", s.used, s.free, s.largest, s.capacity,
+                 s.evictions, s.expirations, s.contention, s.repairs,
+                 d.consistent and "" or " (writers kept changing it: not a consistent snapshot)"))
+  end
+  flush_out()
+  for _, p in ipairs(d.problems) do
+    io.stderr:write(PROG, " dict: segment ", id, ": ", p,
+                    d.consistent and "" or " (read while writers changed it: maybe a torn copy)", "\n")
+  end
+  return #d.problems > 0 and 1 or 0
+end)
+
 command("rm", {
-  summary = "remove segments; prints how many went",
+  summary = "remove segments or semaphore sets; prints how many went",
   args = "[ID...]",
   description = "Mark segments for removal (IPC_RMID): given by id, by key, or all of\n"
     .. "this user's segments that no process has attached. A segment goes once\n"
     .. "the last process detaches. Prints how many were removed (and their ids);\n"
-    .. "the status is 1 when any could not be.",
+    .. "the status is 1 when any could not be. With --sem, remove semaphore sets\n"
+    .. "(by id or key) instead: at once, waking who waits on them with EIDRM.",
   KEY_OPTION,
+  SEM_OPTION,
   { "mine-unattached", short = "u", type = "flag",
     help = "every segment this user owns or created with no attachment" },
   { "dry-run", short = "n", type = "flag", help = "only say what would be removed" },
@@ -867,13 +1410,16 @@ command("rm", {
     usage_error(parser, "give segment ids, --key or --mine-unattached (%s)",
                 forms == 0 and "none given" or "only one of them")
   end
+  if opts.sem and opts.mine_unattached then
+    usage_error(parser, "--mine-unattached is for segments only (a semaphore set has no attachments)")
+  end
   local ids = {}
   if #opts > 0 then
     for i = 1, #opts do
       ids[i] = parse_id(parser, opts[i])
     end
   elseif opts.key then
-    ids[1] = open_key_or_fail(opts.key)
+    ids[1] = (opts.sem and sem_open_key_or_fail or open_key_or_fail)(opts.key)
   else
     local uid = euid()
     for _, st in ipairs(list_or_fail()) do
@@ -893,6 +1439,8 @@ command("rm", {
       if ok and not opts.dry_run then
         ok, msg, errno = shm.remove(id)
       end
+    elseif opts.sem then
+      ok, msg, errno = sem.semctl(id, 0, opts.dry_run and sem.IPC_STAT or sem.IPC_RMID)
     elseif opts.dry_run then
       ok, msg, errno = shm.stat(id)
     else
@@ -902,11 +1450,13 @@ command("rm", {
       gone[#gone + 1] = tostring(id)
     elseif msg then
       failed = failed + 1
-      io.stderr:write(PROG, " rm: ", about(id, msg, errno), "\n")
+      io.stderr:write(PROG, " rm: ", (opts.sem and sem_about or about)(id, msg, errno), "\n")
     end
   end
   local n = #gone
-  emit(opts.dry_run and "would remove " or "removed ", n, n == 1 and " segment" or " segments",
+  local what = opts.sem and (n == 1 and " semaphore set" or " semaphore sets")
+    or (n == 1 and " segment" or " segments")
+  emit(opts.dry_run and "would remove " or "removed ", n, what,
                   n > 0 and ": " .. concat(gone, " ") or "", "\n")
   return failed > 0 and 1 or 0
 end)

@@ -10,6 +10,10 @@ for k, v in pairs(core) do
   M[k] = v
 end
 
+--- System V semaphore sets: the module `sysvshm.sem` (the same table).
+-- @field sem
+M.sem = require "sysvshm.sem"
+
 --- Constants: fields of the module itself (`shm.IPC_PRIVATE`, ...), with
 -- the system's values, for `shmget`, `shmat` and `shmctl` flags and
 -- commands, and for comparing the errno that a refusal returns.
