@@ -168,20 +168,16 @@ static int dict_raise(lua_State *L, int r) {
   return luaL_error(L, "not enough memory");
 }
 
-/* Lock for a call: DR_OK or raises / answers for timeout and interrupts
- * (the calls without a timeout wait for ever). */
-/* Writers hold the lock for microseconds (a compaction of a big region for
+/* Lock for a call, or raise (a lock held too long, an interrupt, a
+ * corrupt lock word).  Writers hold the lock for microseconds (a compaction of a big region for
  * milliseconds): a lock held this long is held by a process that stopped
  * or by bytes a peer wrote over the lock word, and a call must not hang on
  * it for ever. */
 #define DICT_LOCK_SECONDS 10.0
 
 static void lock_or_raise(lua_State *L, Dict *d) {
-  struct timespec deadline;
-  int r;
+  int r = dict_lock(L, d, DICT_LOCK_SECONDS); /* the clock read only if held */
 
-  sync_deadline(&deadline, DICT_LOCK_SECONDS);
-  r = dict_lock(L, d, &deadline);
   if (r == DR_INTERRUPTED)
     luaL_error(L, "interrupted!");
   else if (r == DR_TIMEOUT)

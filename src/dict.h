@@ -183,7 +183,8 @@ int dict_layout(Dict *d, size_t region); /* geometry for a new region; 0 ok */
 void dict_format(Dict *d);               /* write an empty dictionary */
 const char *dict_validate_header(Dict *d, const DictHeader *h, size_t avail);
 
-int dict_lock(lua_State *L, Dict *d, const struct timespec *deadline);
+/* seconds: how long to wait for a held lock (< 0: for ever) */
+int dict_lock(lua_State *L, Dict *d, double seconds);
 void dict_unlock(Dict *d);
 void dict_repair(Dict *d); /* rebuild from the chains, under the lock */
 

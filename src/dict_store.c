@@ -600,14 +600,18 @@ void dict_repair(Dict *d) {
 
 /* ---- the lock ------------------------------------------------------------ */
 
-int dict_lock(lua_State *L, Dict *d, const struct timespec *deadline) {
+int dict_lock(lua_State *L, Dict *d, double seconds) {
   DictHeader *h = dict_header(d);
   ShmWaiter wt;
   int r = shm_lockfast(&h->lock);
 
   if (r != SHM_LOCK_OK) {
+    struct timespec deadline;
+
+    if (seconds >= 0) /* the deadline only now: no clock read when free */
+      sync_deadline(&deadline, seconds);
     sync_waitstart(L, &wt);
-    r = shm_lock(&wt, &h->lock, deadline);
+    r = shm_lock(&wt, &h->lock, seconds >= 0 ? &deadline : NULL);
     if (r == SHM_LOCK_TIMEOUT)
       return DR_TIMEOUT;
     if (r == SHM_LOCK_INTERRUPTED)
