@@ -533,11 +533,7 @@ function P:structspec()
   if tag and self.structs[tag] then
     refuse(line, "struct %s is defined twice (first on line %d)", tag, self.lines[tag])
   end
-  local ok, L = pcall(layout.struct, fields, tag,
-                      { packed = attrs.packed or nil, aligned = attrs.aligned })
-  if not ok then
-    refuse(line, "struct %s: %s", tag or "{...}", tostring(L):gsub("^[^:]*:%d+: ", ""))
-  end
+  local L = self:make(fields, tag, attrs, line)
   if tag then
     self.structs[tag] = L
     self.lines[tag] = line
@@ -545,6 +541,21 @@ function P:structspec()
   end
   self.defined[#self.defined + 1] = L
   return { layout = L }
+end
+
+-- The layout of a struct's fields (layout.struct), remembering how it was
+-- made, so that a typedef can name it.
+function P:make(fields, name, attrs, line)
+  local opts = { packed = attrs.packed or nil, aligned = attrs.aligned }
+  local ok, L = pcall(layout.struct, fields, name, opts)
+  if not ok then
+    refuse(line, "struct %s: %s", name or "{...}", (tostring(L):gsub("^[^:]*:%d+: ", "")))
+  end
+  for i, f in ipairs(fields) do
+    L.fields[i].cdims = self.cdims[f] -- C's dimensions, for cdecl
+  end
+  self.made[L] = { fields, attrs, line }
+  return L
 end
 
 -- One declarator: pointers, name, array dimensions, attributes. Returns
@@ -625,7 +636,7 @@ local function fieldof(name, ty, dims, attrs, line)
   f[3] = count
   f.packed = attrs.packed or nil
   f.aligned = attrs.aligned
-  return f
+  return f, #all > 1 and all or nil
 end
 
 -- ty, with a struct that was incomplete where ty was named replaced by its
@@ -659,7 +670,9 @@ function P:member(fields)
   repeat
     local a = { packed = attrs.packed, aligned = attrs.aligned }
     local name, dims, _, line = self:declarator(a)
-    fields[#fields + 1] = fieldof(name, ty, dims, a, line)
+    local f, cdims = fieldof(name, self:complete(ty), dims, a, line)
+    fields[#fields + 1] = f
+    self.cdims[f] = cdims
   until not self:accept(",")
   self:expect(";", "after a member")
 end
@@ -770,6 +783,17 @@ function P:declaration()
       end
       if spec.err then
         self.typedefs[name] = { refused = spec.err }
+      elseif ty.layout and not ty.layout.name and #dims == 0 and self.made[ty.layout] then
+        -- typedef struct { ... } name: the struct takes the typedef's name
+        local m, old = self.made[ty.layout], ty.layout
+        ty = { layout = self:make(m[1], name, m[2], m[3]) }
+        self.made[ty.layout] = nil
+        for i, L in ipairs(self.defined) do
+          if L == old then
+            self.defined[i] = ty.layout
+          end
+        end
+        self.typedefs[name] = withdims(ty, dims)
       else
         self.typedefs[name] = withdims(self:complete(ty), dims)
       end
@@ -808,7 +832,8 @@ local function parse(text)
   local toks, defines = tokenize(text)
   local p = setmetatable({
     toks = toks, pos = 1, defines = defines, typedefs = {}, structs = {}, lines = {},
-    order = {}, named = {}, defined = {}, blocks = 0,
+    order = {}, named = {}, defined = {}, blocks = 0, cdims = setmetatable({}, { __mode = "k" }),
+    made = {},
   }, P)
   while p:peek().t ~= "eof" do
     p:declaration()

@@ -965,6 +965,9 @@ local function members(L, out, indent)
   for _, f in ipairs(L.fields) do
     checkcname(f.name, "field name")
     local dims = f.count and sformat("[%d]", f.count) or ""
+    if f.cdims then -- C's dimensions, from cdef
+      dims = sformat(srep("[%d]", #f.cdims), table.unpack(f.cdims))
+    end
     if f.kind == "char" then
       dims = dims .. sformat("[%d]", f.elemsize)
     end
