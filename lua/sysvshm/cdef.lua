@@ -417,6 +417,7 @@ function P:specifiers()
         .. "plain type's): declare the plain type and use the segment's atomics"
     elseif v == "_Alignas" then
       self:next()
+      self:skipparens()
       err = err or "_Alignas is not supported: use __attribute__((aligned(N)))"
     elseif v == "__attribute__" or v == "__attribute" then
       self:attributes(attrs)
@@ -472,6 +473,24 @@ local UNION = "unions are not supported (a layout gives each field its own place
   .. "declare the largest member, or one struct per variant"
 local ENUM = "enums are not supported (their size is up to the compiler): use a fixed-size "
   .. "integer type such as int32_t"
+
+-- Skip a balanced (...) if the cursor is on a "(".
+function P:skipparens()
+  if not self:is("(") then
+    return
+  end
+  local open, depth = self:next(), 1
+  while depth > 0 do
+    local t = self:next()
+    if t.t == "eof" then
+      refuse(open.line, "unbalanced '('")
+    elseif t.t == "punct" and t.v == "(" then
+      depth = depth + 1
+    elseif t.t == "punct" and t.v == ")" then
+      depth = depth - 1
+    end
+  end
+end
 
 -- Skip a balanced {...} (the cursor is on the "{").
 function P:skipbraces()
@@ -659,10 +678,10 @@ function P:member(fields)
     return
   end
   local spec, attrs = self:specifiers()
-  if spec.err then
-    refuse(spec.line, "%s", spec.err)
+  if spec.err and not self:is("*") and not self:is("(") then
+    refuse(spec.line, "%s", spec.err) -- (a pointer is refused as such below)
   end
-  local ty = self:complete(spec.ty)
+  local ty = self:complete(spec.ty or {})
   if self:is(";") then
     refuse(t.line, "a member without a name (anonymous struct or union members are not supported: "
       .. "give it a name)")
@@ -679,18 +698,10 @@ end
 
 function P:staticassert()
   self:next()
-  local open = self:expect("(")
-  local depth = 1
-  while depth > 0 do
-    local t = self:next()
-    if t.t == "eof" then
-      refuse(open.line, "unbalanced '(' in _Static_assert")
-    elseif t.t == "punct" and t.v == "(" then
-      depth = depth + 1
-    elseif t.t == "punct" and t.v == ")" then
-      depth = depth - 1
-    end
+  if not self:is("(") then
+    self:expect("(", "after _Static_assert")
   end
+  self:skipparens()
   self:expect(";", "after _Static_assert")
 end
 

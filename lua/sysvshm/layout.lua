@@ -739,7 +739,7 @@ function M.struct(fields, name, opts)
       error(sformat("field '%s': aligned must be a power of two from 1 to %d, got %s",
                     fname, MAXATTRALIGN, describe(faligned)), 2)
     end
-    f.packed = fpacked or nil
+    f.packed = (fpacked and f.align > 1) or nil -- nothing to pack otherwise
     f.aligned = faligned
     if fpacked or packed then
       f.align = 1
