@@ -410,7 +410,8 @@ describe("layout.cdef", function()
       { "l", "l" }, { "L", "L" }, { "j", "j" }, { "J", "J" }, { "T", "T" }, { "f", "f" },
       { "d", "d" }, { "n", "n" }, { "c", "c1" }, { "s", "c16", 3 }, { "a", "i2", 5, packed = true },
       { "p", P }, { "ps", P, 2 },
-      { "anon", layout.struct({ { "q", "i2" }, { "r", "I8", packed = true } }, nil, { packed = true, aligned = 4 }), 3 },
+      { "anon", layout.struct({ { "q", "i2" }, { "r", "I8", packed = true } }, nil,
+                              { packed = true, aligned = 4 }), 3 },
       { "z", "i8", packed = true, aligned = 2 },
     }, "everything", { aligned = 64 })
     same_layout(L, (layout.cdef(L:cdecl())))
@@ -446,10 +447,12 @@ describe("layout.cdef", function()
 
   -- text, line, pattern of the reason
   local REFUSED = {
-    { "struct s {\n  int x;\n  struct s *next;\n};", 3, "a pointer means nothing in another process %(member 'next'%)" },
+    { "struct s {\n  int x;\n  struct s *next;\n};", 3,
+      "a pointer means nothing in another process %(member 'next'%)" },
     { "struct s {\n  int *p;\n};", 2, "a pointer means nothing in another process %(member 'p'%)" },
     { "struct s {\n\n  void (*cb)(int);\n};", 3, "a pointer means nothing in another process %(a function pointer%)" },
-    { "typedef char *str;\nstruct s {\n  str name;\n};", 3, "member 'name': a pointer means nothing in another process" },
+    { "typedef char *str;\nstruct s {\n  str name;\n};", 3,
+      "member 'name': a pointer means nothing in another process" },
     { "typedef void (*fn)(void);\nstruct s { fn f; };", 2, "member 'f': a pointer means nothing" },
     { "struct s {\n  int n;\n  double data[];\n};", 3, "'data' is a flexible array member" },
     { "struct s { int n; double data[0]; };", 1, "zero%-length arrays have no fixed size" },
@@ -462,7 +465,8 @@ describe("layout.cdef", function()
     { "struct s {\n  double _Complex z;\n};", 2, "complex types are not supported" },
     { "struct s { _Atomic int n; };", 1, "_Atomic types are not supported" },
     { "struct s { _Alignas(8) int n; };", 1, "_Alignas is not supported" },
-    { "struct s { int_fast16_t n; };", 1, "int_fast16_t differs between C libraries: use the exact%-width type %(int16_t%)" },
+    { "struct s { int_fast16_t n; };", 1,
+      "int_fast16_t differs between C libraries: use the exact%-width type %(int16_t%)" },
     { "struct s {\n  void v;\n};", 2, "void has no size" },
     { "struct s {\n  pid_t who;\n};", 2, "unknown type 'pid_t'" },
     { "struct s { int x __attribute__((deprecated)); };", 1, "unsupported attribute 'deprecated'" },
@@ -470,7 +474,8 @@ describe("layout.cdef", function()
     { "struct s { int x __attribute__((aligned(3))); };", 1, "aligned%(3%): the alignment must be a power of two" },
     { "typedef struct { int x; } t __attribute__((packed));", 1, "attributes of a typedef are not supported" },
     { "struct s {\n  struct { int a; };\n};", 2, "a member without a name" },
-    { "struct s { struct later x; };\nstruct later { int a; };", 1, "member 'x': struct later is not defined before this line" },
+    { "struct s { struct later x; };\nstruct later { int a; };", 1,
+      "member 'x': struct later is not defined before this line" },
     { "struct s { int a; };\nstruct s { int b; };", 2, "struct s is defined twice %(first on line 1%)" },
     { "struct s {\n  int a;\n  char a;\n};", 1, "struct s: duplicate field 'a'" },
     { "struct s { };", 1, "struct s has no members" },
@@ -515,7 +520,8 @@ describe("layout.struct packed and aligned", function()
   after_each(h.cleanup)
 
   it("refuses bad options", function()
-    assert.error_matches(function() layout.struct({ { "x", "d" } }, nil, 5) end, "struct options must be a table, got integer 5")
+    assert.error_matches(function() layout.struct({ { "x", "d" } }, nil, 5) end,
+                         "struct options must be a table, got integer 5")
     assert.error_matches(function() layout.struct({ { "x", "d" } }, nil, { packed = 1 }) end,
                          "struct option packed must be a boolean")
     assert.error_matches(function() layout.struct({ { "x", "d" } }, nil, { aligned = 3 }) end,

@@ -84,7 +84,7 @@ local function tokenize(text)
           s = i
           toks[#toks + 1] = { t = "str", v = text:sub(s, e), line = line }
         else
-          s, e = i, i
+          e = i
           toks[#toks + 1] = { t = "punct", v = c, line = line }
         end
       end
@@ -301,7 +301,6 @@ local NAMED = {
   bool = "I1",
 }
 local FAST = "the size of %s differs between C libraries: use the exact-width type (%s)"
-local FLOATS = { float = "f", double = "d" }
 
 -- The words that make up a base type, in any order.
 local BASEWORDS = {

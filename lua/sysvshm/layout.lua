@@ -33,6 +33,19 @@
 --
 -- With `count` the field is an array of `count` such items (`count` >= 1).
 --
+-- **Attributes.** A field may also have `aligned = N` (a power of two) and
+-- `packed = true`, and `struct` takes `{packed = true, aligned = N}` for
+-- the whole struct: GCC's `__attribute__((aligned(N)))` and
+-- `__attribute__((packed))`, placed as GCC places them. A packed struct
+-- packs every member: its alignment becomes 1 (a nested struct's too), so
+-- members follow each other without padding; `aligned = N` raises a
+-- member's alignment to N (in a packed struct, to exactly N), and raises
+-- the struct's alignment (so its size) to at least N. A packed struct may
+-- start at any offset; its fields may be misaligned, which views handle.
+--
+-- **From C.** `cdef` reads the struct from C declarations instead (a
+-- header shared with the C peer).
+--
 -- **Placement.** Fields are placed as a C compiler places the members of
 -- the same struct on this ABI: each item is aligned to its size, capped at
 -- the platform's largest scalar alignment (8 on x86_64 and aarch64), `cN`
@@ -59,8 +72,8 @@
 -- No write is atomic with respect to other processes: guard records with a
 -- mutex, or use the segment's atomics for counters.
 --
--- Layout tables expose `fields`, `size`, `align` and `name`; treat them as
--- read-only.
+-- Layout tables expose `fields`, `size`, `align`, `name`, `packed` and
+-- `aligned`; treat them as read-only.
 -- @module sysvshm.layout
 
 local M = {}
@@ -631,19 +644,27 @@ end
 --- Make a struct layout.
 -- @tparam table fields a sequence of `{name, type [, count]}`: `name` a C
 --   identifier, unique in the struct; `type` a type code (see above) or a
---   layout; `count`, for an array, its number of elements (>= 1)
+--   layout; `count`, for an array, its number of elements (>= 1); optional
+--   keys `aligned` and `packed` (see Attributes above)
 -- @tparam[opt] string name the struct's C tag (a C identifier), used by
 --   `cdecl` and in messages; a nested layout with a name is declared as
 --   `struct name` of its own
+-- @tparam[opt] table opts `packed` (boolean) and `aligned` (a power of two
+--   up to 2^28): the GCC attributes of the whole struct (see Attributes
+--   above)
 -- @treturn layout with `fields` (the field records, in order), `size`,
---   `align` and `name`. A field record has `name`, `type` (the sized type
+--   `align`, `name`, and `packed` and `aligned` as given. A field record has `name`, `type` (the sized type
 --   code, e.g. `"i2"` for `"h"`, `"c16"`, or the nested layout), `count`
 --   (nil unless an array), `offset`, `size` (in bytes, all elements),
 --   `align`, `elemsize` (one element), `kind` (`"int"`, `"uint"`,
 --   `"float"`, `"char"` or `"struct"`), `fmt` (the pack format of one
 --   element, e.g. `"=i8"`; nil for structs), `ctype` (C type of one element,
---   nil for an anonymous struct) and `index` (its position in `fields`);
---   other keys are private.
+--   nil for an anonymous struct), `index` (its position in `fields`),
+--   `packed` and `aligned` as given (`packed` only where it changes the
+--   placement: nil for a member aligned to 1 anyway) and, in layouts made
+--   by `cdef`, `cdims`: C's array dimensions when there are several
+--   (`{2, 3}` for `int a[2][3]`; `cdecl` writes them back); other keys are
+--   private.
 -- @usage local Point = layout.struct({{"x", "d"}, {"y", "d"}}, "point")
 -- local Shape = layout.struct{{"n", "I4"}, {"pts", Point, 8}, {"label", "c12"}}
 function M.struct(fields, name, opts)
@@ -1034,7 +1055,8 @@ end
 --- C source declaring the same struct, for a C peer: stdint.h types
 -- (`int32_t`, `uint8_t`, ...; `float`, `double`, `char name[N]`), arrays,
 -- the named nested structs first, and `_Static_assert`s of every field's
--- offset and of `sizeof` (valid C11). Each struct is wrapped in an
+-- offset and of `sizeof` (valid C11; GNU C when the layout has `packed`
+-- or `aligned`, written as `__attribute__((...))`). Each struct is wrapped in an
 -- `#ifndef SYSVSHM_STRUCT_<tag>` guard, so several declarations can share
 -- one file or header.
 -- @tparam[opt] string name the struct tag (default: the layout's name)
