@@ -935,10 +935,10 @@ command("dump", with_layout_options({
   { "length", short = "n", type = "integer", min = 0, help = "bytes to show (default: to the end)" },
 }), function(opts, parser)
   local id = parse_id(parser, opts[1])
-  local L = options_layout(parser, opts)
-  if L and opts.length ~= nil then
+  if (opts.layout ~= nil or opts.cdef ~= nil) and opts.length ~= nil then
     usage_error(parser, "--length does not go with --layout (the struct has its own size)")
   end
+  local L = options_layout(parser, opts)
   local seg <close> = attach_ro(id)
   local size, off = #seg, opts.offset
 
