@@ -938,10 +938,12 @@ static const char *ch_checkitem(lua_State *L, const Channel *c, int idx,
     s = lua_tolstring(L, idx, len);
 
   if (s == NULL)
+    /* cppcheck-suppress invalidLengthModifierError ; Lua's %I, not printf's */
     luaL_error(L, "bad message #%I to 'send_many' (string expected, got %s)",
                i, luaL_typename(L, idx));
 
   if (*len > c->maxmsg)
+    /* cppcheck-suppress invalidLengthModifierError ; Lua's %I, not printf's */
     luaL_error(L, "bad message #%I to 'send_many' (message of %I bytes is "
                   "larger than the channel accepts (%I))",
                i, (lua_Integer)*len, (lua_Integer)c->maxmsg);
@@ -1034,7 +1036,7 @@ static int ch_take_many(lua_State *L, Channel *c, lua_Integer max,
                         const struct timespec *deadline, lua_Integer *count,
                         size_t *size) {
   ChHeader *h = header(c);
-  uint64_t cap = c->cap, head, pos, avail = 0;
+  uint64_t cap = c->cap, head, pos, avail;
   size_t used = 0;
   lua_Integer k = 0;
   ShmWaiter wt;
