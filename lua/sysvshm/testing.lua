@@ -14,7 +14,7 @@
 --         print("added")
 --       ]], id)
 --       child:expect("^added$", 10)
---       assert.equal(0, child:wait(10) and child.code)
+--       assert.is_true(child:wait(10))             -- exit status 0
 --       assert.equal(1, seg:atomic_load(0))
 --     end)                                          -- the child is reaped too
 --
@@ -132,14 +132,15 @@ end
 
 local subscribe -- below
 
---- Remove, kill and reap everything made through this module so far, last
--- made first (all owners). Never raises. Under busted this happens by
--- itself when each test (or block) ends; call it yourself elsewhere.
+--- Remove, kill and reap what was made through this module, last made
+-- first. Never raises. Outside busted that is everything made so far:
+-- call it yourself. Under busted it happens by itself when each test
+-- ends (and, for what a `setup` or a `describe` body made, when that block
+-- ends); calling it there cleans up what the running test made.
 function M.cleanup()
   subscribe()
-  local owners = {}
-  for who in pairs(state.owned) do owners[#owners + 1] = who end
-  for _, who in ipairs(owners) do release(who) end
+  release("test")
+  release("manual")
 end
 
 --- Run fn() when the current test ends, pass or fail (any number of
@@ -236,7 +237,7 @@ local seeded = false
 function M.key()
   if not seeded then
     local b = random_bytes(4)
-    math.randomseed(b and (string.unpack("<I4", b)) or os.time(), os.clock() * 1e6)
+    math.randomseed(b and (string.unpack("<I4", b)) or os.time(), math.floor(os.clock() * 1e6))
     seeded = true
   end
   local used = {}
@@ -619,13 +620,18 @@ function Child:wait(timeout)
   return self.ok, self.how, self.code
 end
 
--- At the end of the test: kill the whole process group, reap, delete files.
+-- At the end of the test: kill the interpreter (timeout reaps it, the shell
+-- reaps timeout, we reap the shell), then what is left of its process group
+-- (processes it started), and delete the files.
 function Child:_reap()
   if not self:_ended() then
-    if self.tpid then os.execute(("kill -KILL -%d %d 2>/dev/null"):format(self.tpid, self.tpid)) end
     local pid = self.pid or math.tointeger(tonumber(slurp(self.pidfile) or ""))
-    if pid then os.execute(("kill -KILL %d 2>/dev/null"):format(pid)) end
+    if pid then
+      os.execute(("kill -KILL %d 2>/dev/null"):format(pid))
+      wait_for(function() return self:_ended() end, 5)
+    end
   end
+  if self.tpid then os.execute(("kill -KILL -%d %d 2>/dev/null"):format(self.tpid, self.tpid)) end
   self:wait(10)
   for _, suffix in ipairs({ "", ".out", ".pid", ".status", ".lua" }) do os.remove(self.base .. suffix) end
 end

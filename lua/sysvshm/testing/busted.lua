@@ -26,7 +26,7 @@
 -- * `SYSVSHM_TESTING_NS` is not `0` (`0`: never);
 -- * this process is not already in an IPC namespace of its own (its
 --   /proc/self/ns/ipc differs from pid 1's, as under `unshare --ipc make
---   test`);
+--   test`; when pid 1's cannot be read, from the machine's initial one);
 -- * `unshare --ipc true` works (root, or CAP_SYS_ADMIN).
 --
 -- With `SYSVSHM_TESTING_NS=user`, a user who is not root gets one too
@@ -75,7 +75,10 @@ local function reexec()
   local mode = os.getenv("SYSVSHM_TESTING_NS") or ""
   if mode == "0" or mode == "inside" then return end
   local mine, init = readlink("/proc/self/ns/ipc"), readlink("/proc/1/ns/ipc")
-  if mine and init and mine ~= init then return end -- already in one of our own
+  -- pid 1's namespace may be unreadable (containers): then the initial
+  -- namespace is the one with the kernel's fixed inode, PROC_IPC_INIT_INO
+  init = init or "ipc:[4026531839]"
+  if mine and mine ~= init then return end -- already in one of our own
   local unshare = "unshare --ipc"
   if mode == "user" then unshare = "unshare --ipc --user --map-current-user" end
   if not sh_ok(unshare .. " true") then
