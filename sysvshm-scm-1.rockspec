@@ -36,6 +36,7 @@ build = {
     ["sysvshm.dict"] = "lua/sysvshm/dict.lua",
     ["sysvshm.sem"] = "lua/sysvshm/sem.lua",
     ["sysvshm.layout"] = "lua/sysvshm/layout.lua",
+    ["sysvshm.cdef"] = "lua/sysvshm/cdef.lua",
     ["sysvshm.options"] = "lua/sysvshm/options.lua",
     ["sysvshm.cli"] = "lua/sysvshm/cli.lua",
     ["sysvshm.testing"] = "lua/sysvshm/testing.lua",

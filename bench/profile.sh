@@ -33,7 +33,8 @@ trap 'exit 143' TERM
 "$CC" -O2 -g -I"$LUA_INCDIR" -Wl,-E -o "$tmp/plua" "$here/c/plua.c" "$LUA_LIB" -lm -ldl
 
 ops=${*:-loop read8 read8_local sub8 write8 byte sbyte setbyte unpack sunpack pack spack \
-atomic_add atomic_load atomic_store lock atomic_add2 cycle w6writer w6reader channel chanpack msgbuild}
+atomic_add atomic_load atomic_store lock atomic_add2 cycle w6writer w6reader channel chanpack msgbuild \
+dget dset dincr dmixed dsub}
 
 # total instructions of one run
 irs() {

@@ -481,6 +481,175 @@ describe("sysvshm.dict", function()
     end)
   end)
 
+  -- The fast paths' protocols, seen through the region's bytes where the
+  -- methods cannot show them (offsets from dict.h: DictState at 192, the
+  -- wait slots at 320, 16 x {u32 seq, u32 waiters}).
+  describe("fast paths", function()
+    local ST_TOP, ST_JOP, SEQ, WAIT = 192, 272, 128, 320
+
+    -- the 16 wait slots as {seq, waiters} pairs
+    local function slots(seg, off)
+      local t = {}
+      for i = 0, 15 do
+        t[i + 1] = { seg:unpack("<I4I4", off + WAIT + 8 * i) }
+      end
+      return t
+    end
+
+    it("LRU order is exact in a quiet dictionary: reads and writes, evicted in that order", function()
+      local d = new_dict(16384)
+      local v = ("v"):rep(200)
+      local keys = {}
+      while d:safe_set("k" .. (#keys + 1), v) do keys[#keys + 1] = "k" .. #keys + 1 end
+      assert.is_true(#keys >= 40 and #keys <= 63, #keys .. " entries") -- within one stripe
+      -- room for one more entry: the rewrites in place need it for their
+      -- undo copy (in a full dictionary a rewrite evicts, as a new key does)
+      d:delete(table.remove(keys, 1))
+      -- use them in a random order: gets (lock-free, recorded) and, now and
+      -- then, a set of the same size (in place) or an incr-free touch
+      math.randomseed(11)
+      local order = {}
+      for i = #keys, 2, -1 do
+        local j = math.random(i)
+        keys[i], keys[j] = keys[j], keys[i]
+      end
+      for i, k in ipairs(keys) do
+        if i % 7 == 0 then
+          assert.is_true(d:set(k, ("w"):rep(200))) -- same size: rewritten in place
+        else
+          assert.truthy(d:get(k))
+        end
+        order[#order + 1] = k
+      end
+      -- each new key evicts exactly the least recently used one: the order
+      -- above (get_keys takes the lock and records no read)
+      local function present()
+        local t = {}
+        for _, k in ipairs(d:get_keys(0)) do t[k] = true end
+        return t
+      end
+      local ok, err, forcible = d:set("new0", v:sub(3)) -- "new0".."new63": the same block size
+      assert.same({ true, nil, false }, { ok, err, forcible }) -- the free block
+      for i = 1, #order do
+        ok, err, forcible = d:set("new" .. i, v:sub(3))
+        assert.is_true(ok, err)
+        assert.is_true(forcible)
+        local p = present()
+        assert.is_nil(p[order[i]], ("eviction %d: %s was expected to go"):format(i, order[i]))
+        if order[i + 1] then
+          assert.is_true(p[order[i + 1]], ("eviction %d took %s too early"):format(i, order[i + 1]))
+        end
+      end
+      assert.is_nil(d:check())
+    end)
+
+    it("a set of a same-size value rewrites the entry in place, keeping an undo copy", function()
+      local d, seg = new_dict(65536)
+      assert.is_true(d:set("k", ("a"):rep(64)))
+      local img = seg:read(0, 65536)
+      local at = img:find(("a"):rep(64), 1, true) - 1 - 56 - 1 -- entry header: 56 bytes, key "k"
+      assert.equals("ENTR", seg:read(at + 4, 4))
+      local top = seg:unpack("<I4", ST_TOP)
+      local v0 = d:version("k")
+      assert.is_true(d:set("k", ("b"):rep(64), 0, 7))
+      -- the same block holds the new value, the heap did not grow, and the
+      -- old block was copied to the free tail (the journal's undo copy)
+      assert.equals(("b"):rep(64), seg:read(at + 57, 64))
+      assert.equals(top, seg:unpack("<I4", ST_TOP))
+      assert.equals(seg:read(at + 4, 4), seg:read(top + 4, 4))
+      assert.equals(("a"):rep(64), seg:read(top + 57, 64))
+      assert.equals(0, seg:unpack("<I4", ST_JOP))
+      assert.same({ ("b"):rep(64), 7 }, { d:get("k") })
+      assert.is_true(d:version("k") ~= v0)
+      -- a different size takes a new block
+      assert.is_true(d:set("k", ("c"):rep(80)))
+      assert.is_true(seg:unpack("<I4", ST_TOP) > top)
+      assert.equals(("c"):rep(80), d:get("k"))
+      assert.is_nil(d:check())
+    end)
+
+    it("an in-place rewrite killed half way is undone by the next lock holder", function()
+      local d, seg = new_dict(65536)
+      assert.is_true(d:set("k", ("a"):rep(64)))
+      assert.is_true(d:set("other", 1))
+      local img = seg:read(0, 65536)
+      local at = img:find(("a"):rep(64), 1, true) - 1 - 56 - 1
+      local size = seg:unpack("<I4", at)
+      local top = seg:unpack("<I4", ST_TOP)
+      -- what put_in_place does before it dies: the undo copy in the free
+      -- tail, the journal (a move from there back over the entry), seq odd,
+      -- then half of the new value
+      seg:write(top, seg:read(at, size))
+      seg:pack("<I4I4I4I4", ST_JOP + 4, top, at, size, 0)
+      seg:pack("<I4", ST_JOP, 1)
+      seg:pack("<I8", SEQ, seg:unpack("<I8", SEQ) + 1)
+      seg:write(at + 57, ("b"):rep(32))
+      local repairs = d:stats().repairs -- takes the lock: recovery runs
+      assert.equals(1, repairs)
+      assert.equals(("a"):rep(64), d:get("k"))
+      assert.equals(1, d:get("other"))
+      assert.equals(0, seg:unpack("<I4", ST_JOP))
+      assert.equals(0, seg:unpack("<I8", SEQ) % 2)
+      assert.is_nil(d:check())
+    end)
+
+    it("writes with nobody waiting leave the wait slots alone; a waiter is woken at once", function()
+      local d, seg, id = new_dict(65536 + 64, 0, 65536)
+      local before = slots(seg, 0)
+      for i = 1, 200 do
+        d:set("k" .. i % 50, i)
+        d:incr("n" .. i % 7, 1, 0)
+        if i % 10 == 0 then d:delete("k" .. i % 50) end
+      end
+      d:flush_all()
+      assert.same(before, slots(seg, 0))
+      -- a waiter in another process (its round number in the word after
+      -- the dictionary): woken by each set well within the 100 ms it sleeps
+      -- at most between looks (a lost wake-up shows as up to 100 ms)
+      d:set("k", 0)
+      local rounds = 5
+      local child = spawn([[
+        for i = 1, A[3] do
+          local v = d:version("k")
+          seg:atomic_store(65536, i)
+          assert(d:wait("k", v, 10))
+          print("woke " .. string.format("%.6f", shm.clock()))
+        end
+      ]], id, 0, rounds)
+      local function waiters()
+        local n = 0
+        for _, sl in ipairs(slots(seg, 0)) do n = n + sl[2] end
+        return n
+      end
+      local sets, bumped = {}, 0
+      for i = 1, rounds do
+        h.wait_until(function() return seg:atomic_load(65536) == i and waiters() == 1 end,
+          "the child waiting", 10)
+        local s0 = slots(seg, 0)
+        shm.sleep(0.01) -- asleep by now, most likely
+        sets[i] = shm.clock()
+        d:set("k", i)
+        local s1 = slots(seg, 0)
+        for j = 1, 16 do
+          if s1[j][1] ~= s0[j][1] then bumped = bumped + 1 end
+        end
+      end
+      local out, ok = h.join(child)
+      assert.is_true(ok, out)
+      assert.equals(rounds, bumped) -- one slot word bumped per set
+      local late = {}
+      local i = 0
+      for t in out:gmatch("woke (%S+)") do
+        i = i + 1
+        late[#late + 1] = tonumber(t) - sets[i]
+      end
+      assert.equals(rounds, i)
+      table.sort(late)
+      assert.is_true(late[(rounds + 1) // 2] < 0.05,
+        "median wake-up latency " .. late[(rounds + 1) // 2] .. " s")
+    end)
+  end)
+
   describe("across processes", function()
     it("4 processes x incr: exact totals #stress", function()
       local d, _, id = new_dict(1 << 20)

@@ -32,17 +32,7 @@
 
 /* ---- argument helpers --------------------------------------------------- */
 
-/* A key: any 32-bit value, signed (as key_t and ftok give it) or unsigned
- * (as ipcs prints it, 0xdeadbeef). */
-static key_t checkkey(lua_State *L, int arg) {
-  lua_Integer v = shmL_checkint(L, arg);
-
-  if (v < INT32_MIN || v > (lua_Integer)UINT32_MAX)
-    luaL_argerror(L, arg, "key out of 32-bit range");
-
-  return (key_t)(int32_t)(uint32_t)v;
-}
-
+/* (keys: shmL_checkkey, segment.c) */
 static int checkid(lua_State *L, int arg) {
   lua_Integer v = shmL_checkint(L, arg);
 
@@ -70,50 +60,8 @@ static size_t checksize(lua_State *L, int arg) {
   return (size_t)v;
 }
 
-static int checkmode(lua_State *L, int arg, lua_Integer v) {
-  if (v < 0 || v > 0777)
-    luaL_argerror(L, arg, "mode must be within 0..0777 (permission bits)");
 
-  return (int)v;
-}
 
-/* Field `k` of the options table at arg, checked by type; returns 0 if
- * absent (or no table), 1 with *v set otherwise. */
-static int optfield_int(lua_State *L, int arg, const char *k, lua_Integer *v) {
-  int t, isnum;
-
-  if (lua_isnoneornil(L, arg))
-    return 0;
-
-  t = lua_getfield(L, arg, k);
-  if (t == LUA_TNIL) {
-    lua_pop(L, 1);
-    return 0;
-  }
-
-  *v = lua_tointegerx(L, -1, &isnum);
-  if (t != LUA_TNUMBER || !isnum)
-    luaL_argerror(L, arg, lua_pushfstring(L, "option '%s' must be an integer", k));
-
-  lua_pop(L, 1);
-  return 1;
-}
-
-static int optfield_bool(lua_State *L, int arg, const char *k, int def) {
-  int t, v = def;
-
-  if (lua_isnoneornil(L, arg))
-    return def;
-
-  t = lua_getfield(L, arg, k);
-  if (t == LUA_TBOOLEAN)
-    v = lua_toboolean(L, -1);
-  else if (t != LUA_TNIL)
-    luaL_argerror(L, arg, lua_pushfstring(L, "option '%s' must be a boolean", k));
-
-  lua_pop(L, 1);
-  return v;
-}
 
 static void pushstat(lua_State *L, const struct shmid_ds *ds) {
   lua_createtable(L, 0, 15);
@@ -249,16 +197,16 @@ static int shm_ftok(lua_State *L) {
  */
 static int shm_create(lua_State *L) {
   static const char *const names[] = {"mode", "exclusive", NULL};
-  key_t key = checkkey(L, 1);
+  key_t key = shmL_checkkey(L, 1);
   size_t size = checksize(L, 2);
   lua_Integer mode = DEFAULT_MODE;
   int flags = IPC_CREAT;
 
   shmL_checkopts(L, 3, names);
-  if (optfield_int(L, 3, "mode", &mode))
-    (void)checkmode(L, 3, mode);
+  if (shmL_optfield_int(L, 3, "mode", &mode))
+    (void)shmL_checkmode(L, 3, mode);
 
-  if (optfield_bool(L, 3, "exclusive", 1))
+  if (shmL_optfield_bool(L, 3, "exclusive", 1))
     flags |= IPC_EXCL;
 
   return do_shmget(L, key, size, flags | (int)mode);
@@ -294,8 +242,8 @@ static int shm_private(lua_State *L) {
   int id;
 
   shmL_checkopts(L, 2, names);
-  if (optfield_int(L, 2, "mode", &mode))
-    (void)checkmode(L, 2, mode);
+  if (shmL_optfield_int(L, 2, "mode", &mode))
+    (void)shmL_checkmode(L, 2, mode);
 
   s = seg_new(L); /* before the segment exists: no memory error after it */
   id = shmget(IPC_PRIVATE, size, IPC_CREAT | IPC_EXCL | (int)mode);
@@ -337,7 +285,7 @@ static int shm_private(lua_State *L) {
  * @treturn[2] integer errno (ENOENT when there is none)
  */
 static int shm_open(lua_State *L) {
-  return do_shmget(L, checkkey(L, 1), 0, 0);
+  return do_shmget(L, shmL_checkkey(L, 1), 0, 0);
 }
 
 /***
@@ -356,7 +304,7 @@ static int shm_attach(lua_State *L) {
   int id = checkid(L, 1);
 
   shmL_checkopts(L, 2, names);
-  return do_shmat(L, id, optfield_bool(L, 2, "readonly", 0) ? SHM_RDONLY : 0);
+  return do_shmat(L, id, shmL_optfield_bool(L, 2, "readonly", 0) ? SHM_RDONLY : 0);
 }
 
 /***
@@ -400,7 +348,7 @@ static int shm_remove(lua_State *L) {
  * @treturn[2] integer errno
  */
 static int shm_shmget(lua_State *L) {
-  key_t key = checkkey(L, 1);
+  key_t key = shmL_checkkey(L, 1);
   size_t size = checksize(L, 2);
 
   return do_shmget(L, key, size, checkcint(L, 3, "flags"));
@@ -494,20 +442,20 @@ static int shm_shmctl(lua_State *L) {
     if (shmctl(id, IPC_STAT, &ds) != 0)
       return shmL_pusherror(L, "shmctl");
 
-    if (optfield_int(L, 3, "uid", &v)) {
+    if (shmL_optfield_int(L, 3, "uid", &v)) {
       if (v < 0 || v > (lua_Integer)UINT32_MAX - 1)
         luaL_argerror(L, 3, "uid out of range");
       ds.shm_perm.uid = (uid_t)v;
     }
 
-    if (optfield_int(L, 3, "gid", &v)) {
+    if (shmL_optfield_int(L, 3, "gid", &v)) {
       if (v < 0 || v > (lua_Integer)UINT32_MAX - 1)
         luaL_argerror(L, 3, "gid out of range");
       ds.shm_perm.gid = (gid_t)v;
     }
 
-    if (optfield_int(L, 3, "mode", &v))
-      ds.shm_perm.mode = (unsigned short)checkmode(L, 3, v);
+    if (shmL_optfield_int(L, 3, "mode", &v))
+      ds.shm_perm.mode = (unsigned short)shmL_checkmode(L, 3, v);
 
     if (shmctl(id, IPC_SET, &ds) != 0)
       return shmL_pusherror(L, "shmctl");

@@ -62,20 +62,19 @@ typedef struct Key {
 /* ngx answers a nil, empty or too long key with nil/false and a message
  * rather than an error; other types are a programming error. */
 static void checkkey(lua_State *L, int arg, Key *k) {
-  int t = lua_type(L, arg);
-
   k->err = NULL;
-  k->len = 0;
-  k->s = "";
-  if (t == LUA_TNIL || t == LUA_TNONE) {
+  k->s = lua_tolstring(L, arg, &k->len); /* numbers as tostring does */
+  if (k->s == NULL) {
+    int t = lua_type(L, arg);
+
+    if (t != LUA_TNIL && t != LUA_TNONE)
+      luaL_typeerror(L, arg, "string");
     k->err = "nil key";
+    k->len = 0;
+    k->s = "";
     return;
   }
 
-  if (t != LUA_TSTRING && t != LUA_TNUMBER)
-    luaL_typeerror(L, arg, "string");
-
-  k->s = lua_tolstring(L, arg, &k->len); /* numbers as tostring does */
   if (k->len == 0)
     k->err = "empty key";
   else if (k->len > DICT_MAX_KEY)
@@ -169,20 +168,16 @@ static int dict_raise(lua_State *L, int r) {
   return luaL_error(L, "not enough memory");
 }
 
-/* Lock for a call: DR_OK or raises / answers for timeout and interrupts
- * (the calls without a timeout wait for ever). */
-/* Writers hold the lock for microseconds (a compaction of a big region for
+/* Lock for a call, or raise (a lock held too long, an interrupt, a
+ * corrupt lock word).  Writers hold the lock for microseconds (a compaction of a big region for
  * milliseconds): a lock held this long is held by a process that stopped
  * or by bytes a peer wrote over the lock word, and a call must not hang on
  * it for ever. */
 #define DICT_LOCK_SECONDS 10.0
 
 static void lock_or_raise(lua_State *L, Dict *d) {
-  struct timespec deadline;
-  int r;
+  int r = dict_lock(L, d, DICT_LOCK_SECONDS); /* the clock read only if held */
 
-  sync_deadline(&deadline, DICT_LOCK_SECONDS);
-  r = dict_lock(L, d, &deadline);
   if (r == DR_INTERRUPTED)
     luaL_error(L, "interrupted!");
   else if (r == DR_TIMEOUT)
@@ -204,7 +199,7 @@ static int lookup(lua_State *L, Dict *d, const Key *k, DictOut *o,
     int corrupt = 0;
 
     lock_or_raise(L, d);
-    *where = dict_find(d, k->s, k->len, k->hash, &link, &corrupt);
+    *where = dict_find(d, k->s, k->len, k->hash, &link, &corrupt, NULL);
     if (corrupt) {
       dict_repair(d);
       dict_unlock(d);
@@ -240,12 +235,17 @@ static int get_common(lua_State *L, int stale) {
 
   dict_attached(L, d);
   r = lookup(L, d, &k, &o, &where);
-  if (r != DR_OK || (!stale && o.expire != 0 && o.expire <= dict_now())) {
+  if (r != DR_OK) {
     lua_pushnil(L);
     return 1;
   }
 
-  o.stale = o.expire != 0 && o.expire <= dict_now();
+  o.stale = o.expire != 0 && o.expire <= dict_now(); /* the clock only for TTLs */
+  if (o.stale && !stale) {
+    lua_pushnil(L);
+    return 1;
+  }
+
   dict_record_read(d, where);
   if (o.type == DV_LIST) {
     lua_pushnil(L);
@@ -324,18 +324,16 @@ static int d_version(lua_State *L) {
 enum { OP_SET, OP_SAFE_SET, OP_ADD, OP_SAFE_ADD, OP_REPLACE, OP_DELETE };
 
 /* Under the lock: the live entry for k (0 if none or expired). */
-static int find_live(Dict *d, const Key *k, uint32_t *link, uint32_t *off) {
+/* *s: the entry's checked header when *off is not 0. */
+static int find_live(Dict *d, const Key *k, uint32_t *link, uint32_t *off,
+                     DictEntry *s) {
   int corrupt = 0;
-  DictEntry s, *e;
 
-  *off = dict_find(d, k->s, k->len, k->hash, link, &corrupt);
+  *off = dict_find(d, k->s, k->len, k->hash, link, &corrupt, s);
   if (corrupt)
     return DR_CORRUPT;
 
-  e = *off ? dict_entry(d, *off, &s) : NULL;
-  if (*off != 0 && e == NULL)
-    return DR_CORRUPT; /* overwritten since it was found */
-  if (e != NULL && s.expire != 0 && s.expire <= dict_now())
+  if (*off != 0 && s->expire != 0 && s->expire <= dict_now())
     return DR_NOTFOUND; /* *off still names it: replaced or removed */
 
   return *off ? DR_OK : DR_NOTFOUND;
@@ -345,9 +343,9 @@ static int find_live(Dict *d, const Key *k, uint32_t *link, uint32_t *off) {
  * for memory. */
 static void finish(lua_State *L, Dict *d, int r) {
   if (r == DR_CORRUPT)
-    dict_repair(d);
-
-  dict_write_end(d);
+    dict_repair(d); /* ends the write section (seq even again) */
+  else
+    dict_write_end(d);
   dict_unlock(d);
   if (r == DR_CORRUPT)
     dict_raise(L, r);
@@ -360,13 +358,18 @@ static int store(lua_State *L, int op) {
   uint32_t flags = 0, link, off;
   int forcible = 0, r, live;
   const char *err = NULL;
+  DictEntry found;
   Key k;
 
   checkkey(L, 2, &k);
   if (op != OP_DELETE) {
+    int top = lua_gettop(L);
+
     checkvalue(L, 3, &v);
-    expire = checkexptime(L, 4);
-    flags = checkflags(L, 5);
+    if (top >= 4) { /* the options: most calls have none */
+      expire = checkexptime(L, 4);
+      flags = checkflags(L, 5);
+    }
     if (v.type == 0 && (op == OP_ADD || op == OP_SAFE_ADD))
       luaL_argerror(L, 3, "bad value type (nil)");
   } else {
@@ -382,7 +385,7 @@ static int store(lua_State *L, int op) {
   dict_attached(L, d);
   lock_or_raise(L, d);
   dict_write_begin(d);
-  live = find_live(d, &k, &link, &off);
+  live = find_live(d, &k, &link, &off, &found);
   if (live == DR_CORRUPT) {
     r = DR_CORRUPT;
   } else if ((op == OP_ADD || op == OP_SAFE_ADD) && live == DR_OK) {
@@ -397,7 +400,7 @@ static int store(lua_State *L, int op) {
     int evict = op == OP_SET || op == OP_ADD || op == OP_REPLACE;
 
     r = dict_put(d, k.s, k.len, k.hash, &v, flags, expire, evict, &forcible,
-                 NULL, 0);
+                 NULL, 0, link, off, &found);
   }
   finish(L, d, r);
 
@@ -514,18 +517,29 @@ static int d_incr(lua_State *L) {
   int64_t expire = 0;
   uint32_t link, off;
   int forcible = 0, r, live;
+  DictEntry found;
   Key k;
 
   checkkey(L, 2, &k);
-  checkstep(L, 3, &step);
+  if (lua_isinteger(L, 3)) { /* the usual step: an integer */
+    step.type = DV_INT;
+    step.i = (int64_t)lua_tointeger(L, 3);
+    step.len = 8;
+  } else {
+    checkstep(L, 3, &step);
+  }
   init.type = 0;
-  if (!lua_isnoneornil(L, 4)) {
-    init.type = 0;
+  if (lua_isinteger(L, 4)) {
+    init.type = DV_INT;
+    init.i = (int64_t)lua_tointeger(L, 4);
+    init.len = 8;
+  } else if (!lua_isnoneornil(L, 4)) {
     if (lua_type(L, 4) != LUA_TNUMBER)
       luaL_argerror(L, 4, "number expected");
     checkvalue(L, 4, &init);
-    expire = checkexptime(L, 5);
   }
+  if (init.type != 0 && lua_gettop(L) >= 5)
+    expire = checkexptime(L, 5);
 
   if (k.err != NULL) {
     lua_pushnil(L);
@@ -536,7 +550,7 @@ static int d_incr(lua_State *L) {
   dict_attached(L, d);
   lock_or_raise(L, d);
   dict_write_begin(d);
-  live = find_live(d, &k, &link, &off);
+  live = find_live(d, &k, &link, &off, &found);
   sum.type = 0;
   if (live == DR_CORRUPT) {
     r = DR_CORRUPT;
@@ -545,16 +559,15 @@ static int d_incr(lua_State *L) {
       r = DR_NOTFOUND;
     } else {
       add_values(&sum, &init, &step);
-      r = dict_put(d, k.s, k.len, k.hash, &sum, 0, expire, 1, &forcible, NULL, 0);
+      r = dict_put(d, k.s, k.len, k.hash, &sum, 0, expire, 1, &forcible, NULL, 0,
+                   link, off, off != 0 ? &found : NULL);
     }
   } else {
-    DictEntry s, *e = dict_entry(d, off, &s);
+    DictEntry s = found, *e = (DictEntry *)(void *)(dict_base(d) + off);
     DictValue cur;
 
     memset(&cur, 0, sizeof cur);
-    if (e == NULL) {
-      r = DR_CORRUPT;
-    } else if ((s.vtype != DV_INT && s.vtype != DV_FLOAT) || s.vlen != 8) {
+    if ((s.vtype != DV_INT && s.vtype != DV_FLOAT) || s.vlen != 8) {
       r = s.vtype == DV_INT || s.vtype == DV_FLOAT ? DR_CORRUPT : DR_NOTNUMBER;
     } else {
       unsigned char *p = (unsigned char *)(e + 1) + s.klen;
@@ -564,12 +577,12 @@ static int d_incr(lua_State *L) {
       add_values(&sum, &cur, &step);
       if (sum.type == s.vtype) { /* in place: one 8-byte store */
         memcpy(p, sum.type == DV_INT ? (void *)&sum.i : (void *)&sum.n, 8);
-        dict_bump(d, off);
-        dict_touch(d, off);
+        dict_bump_entry(d, e, &s);
+        dict_touch_entry(d, off, e);
         r = DR_OK;
       } else {
         r = dict_put(d, k.s, k.len, k.hash, &sum, s.flags, s.expire, 1,
-                     &forcible, NULL, 0);
+                     &forcible, NULL, 0, link, off, &found);
       }
     }
   }
@@ -669,6 +682,7 @@ static int push_common(lua_State *L, int left) {
   uint32_t link, off, count = 0;
   int forcible = 0, r, live;
   long n = 0;
+  DictEntry found;
   Key k;
 
   checkkey(L, 2, &k);
@@ -684,7 +698,7 @@ static int push_common(lua_State *L, int left) {
   dict_attached(L, d);
   lock_or_raise(L, d);
   dict_write_begin(d);
-  live = find_live(d, &k, &link, &off);
+  live = find_live(d, &k, &link, &off, &found);
   if (live == DR_CORRUPT) {
     r = DR_CORRUPT;
   } else {
@@ -735,7 +749,8 @@ static int push_common(lua_State *L, int left) {
       lv.type = DV_LIST;
       lv.s = d->buf;
       lv.len = oldlen + es;
-      r = dict_put(d, k.s, k.len, k.hash, &lv, 0, expire, 1, &forcible, NULL, 0);
+      r = dict_put(d, k.s, k.len, k.hash, &lv, 0, expire, 1, &forcible, NULL, 0,
+                   link, off, NULL);
     }
   }
   finish(L, d, r);
@@ -772,6 +787,7 @@ static int pop_common(lua_State *L, int left) {
   uint32_t link, off;
   int forcible = 0, r, live;
   DictOut o;
+  DictEntry found;
   Key k;
 
   checkkey(L, 2, &k);
@@ -785,7 +801,7 @@ static int pop_common(lua_State *L, int left) {
   lock_or_raise(L, d);
   dict_write_begin(d);
   o.type = 0;
-  live = find_live(d, &k, &link, &off);
+  live = find_live(d, &k, &link, &off, &found);
   if (live == DR_CORRUPT) {
     r = DR_CORRUPT;
   } else if (live != DR_OK) {
@@ -847,7 +863,7 @@ static int pop_common(lua_State *L, int left) {
         lv.s = (const char *)b;
         lv.len = restlen;
         r = dict_put(d, k.s, k.len, k.hash, &lv, s.flags, s.expire, 1,
-                     &forcible, NULL, 0);
+                     &forcible, NULL, 0, link, off, NULL);
       }
     }
   }
@@ -978,6 +994,7 @@ static int d_expire(lua_State *L) {
   int64_t expire;
   uint32_t link, off;
   int r;
+  DictEntry found;
   Key k;
 
   checkkey(L, 2, &k);
@@ -992,7 +1009,7 @@ static int d_expire(lua_State *L) {
   dict_attached(L, d);
   lock_or_raise(L, d);
   dict_write_begin(d);
-  r = find_live(d, &k, &link, &off);
+  r = find_live(d, &k, &link, &off, &found);
   if (r == DR_OK) {
     DictEntry s, *e = dict_entry(d, off, &s);
 
@@ -1228,6 +1245,7 @@ static int d_cas(lua_State *L) {
   uint32_t flags, link, off;
   int forcible = 0, r, live;
   DictOut o;
+  DictEntry found;
   Key k;
 
   checkkey(L, 2, &k);
@@ -1245,7 +1263,7 @@ static int d_cas(lua_State *L) {
   lock_or_raise(L, d);
   dict_write_begin(d);
   o.type = 0;
-  live = find_live(d, &k, &link, &off);
+  live = find_live(d, &k, &link, &off, &found);
   if (live == DR_CORRUPT) {
     r = DR_CORRUPT;
   } else {
@@ -1262,7 +1280,7 @@ static int d_cas(lua_State *L) {
       r = DR_OK;
     } else {
       r = dict_put(d, k.s, k.len, k.hash, &nv, flags, expire, 1, &forcible,
-                   NULL, 0);
+                   NULL, 0, link, off, NULL);
     }
   }
   finish(L, d, r);
@@ -1328,8 +1346,12 @@ static int d_wait(lua_State *L) {
     lua_Integer cur = 0;
     int r, capped;
 
+    /* the waiter's half of the handshake (wake_slot in dict_store.c):
+     * count ourselves, then read the slot word and seq (seq_cst: after a
+     * writer's seq increment that did not see our count), then the key */
     __atomic_fetch_add(&slot[1], 1, __ATOMIC_SEQ_CST);
     seen = __atomic_load_n(&slot[0], __ATOMIC_SEQ_CST);
+    (void)__atomic_load_n(&dict_header(d)->seq, __ATOMIC_SEQ_CST);
     r = dict_peek(d, k.s, k.len, k.hash, &o, &where);
     if (r == DR_OK && !(o.expire != 0 && o.expire <= dict_now()))
       cur = (lua_Integer)o.version;

@@ -29,6 +29,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "sysvshm.h"
 
@@ -66,7 +67,9 @@ typedef struct DictState {
   uint32_t top;      /* heap bytes in use (entries and dead blocks) end here */
   uint32_t lru_head; /* most recently used entry */
   uint32_t lru_tail; /* least recently used entry */
-  uint32_t pad;
+  uint32_t reads;    /* a bit per read stripe that may hold reads to replay
+                        (set by readers, taken by the lock holder; 0 in
+                        dictionaries made before it existed: harmless) */
   uint64_t clock;    /* bumped by every change: entries' versions */
   uint64_t entries;
   uint64_t live;     /* bytes of live entries */
@@ -106,6 +109,7 @@ typedef struct Dict {
   uint32_t region;  /* region size */
   uint32_t nbuckets, buckets_off, heap_off, heap_end, nstripes, stripes_off;
   uint32_t stripe;  /* this process's read stripe */
+  uint32_t wake;    /* wait slots (bits) to wake after the write section */
   char *buf;        /* values copied out of the region, pushed after */
   size_t bufsize;
 } Dict;
@@ -137,6 +141,26 @@ static inline DictState *dict_state(const Dict *d) {
   return (DictState *)(void *)(dict_base(d) + DICT_STATE_OFF);
 }
 
+/* The entry at off, or NULL when what is there cannot be one: a misaligned
+ * or out-of-heap offset, another tag, lengths that do not fit its size.
+ * The header is read once, into *s, and checked there: another process may
+ * write over the region at any moment, so callers take every length and
+ * offset from *s, never again from the entry.  (Inline: the hot paths call
+ * it for every entry they step on.) */
+static inline DictEntry *dict_entry(const Dict *d, uint32_t off, DictEntry *s) {
+  if (off % 8u != 0 || off < d->heap_off || off > d->heap_end - ENTRY_HEAD)
+    return NULL;
+
+  memcpy(s, dict_base(d) + off, sizeof *s);
+  if (s->tag != ENTRY_TAG || s->size % 8u != 0 || s->size < ENTRY_HEAD ||
+      s->size > d->heap_end - off || s->klen == 0 || s->klen > DICT_MAX_KEY ||
+      s->vlen > s->size ||
+      (size_t)ENTRY_HEAD + s->klen + s->vlen > s->size)
+    return NULL;
+
+  return (DictEntry *)(void *)(dict_base(d) + off);
+}
+
 /* results of the store's operations */
 enum {
   DR_OK,
@@ -159,25 +183,33 @@ int dict_layout(Dict *d, size_t region); /* geometry for a new region; 0 ok */
 void dict_format(Dict *d);               /* write an empty dictionary */
 const char *dict_validate_header(Dict *d, const DictHeader *h, size_t avail);
 
-int dict_lock(lua_State *L, Dict *d, const struct timespec *deadline);
+/* seconds: how long to wait for a held lock (< 0: for ever) */
+int dict_lock(lua_State *L, Dict *d, double seconds);
 void dict_unlock(Dict *d);
 void dict_repair(Dict *d); /* rebuild from the chains, under the lock */
 
 /* Under the lock.  find: the entry offset for a key (0 if none), *link
- * the offset of the u32 that points to it; expired entries are found too. */
+ * the offset of the u32 that points to it, *snap (when not NULL) the
+ * entry's checked header; expired entries are found too. */
 uint32_t dict_find(Dict *d, const char *k, size_t klen, uint32_t h,
-                   uint32_t *link, int *corrupt);
-DictEntry *dict_entry(const Dict *d, uint32_t off, DictEntry *snap); /* checked copy in *snap */
+                   uint32_t *link, int *corrupt, DictEntry *snap);
 /* store key = value (a new entry replacing `old` at `link`, or added);
- * evict: 0 never, 1 as needed (sets *forcible).  DR_OK / DR_NOMEM. */
+ * evict: 0 never, 1 as needed (sets *forcible).  DR_OK / DR_NOMEM.
+ * link, old, os: what dict_find answered for the key in this lock hold,
+ * nothing written since (old 0: none; os NULL: old is checked again), or
+ * link 0 to have it looked up. */
 int dict_put(Dict *d, const char *k, size_t klen, uint32_t h,
              const DictValue *v, uint32_t flags, int64_t expire, int evict,
-             int *forcible, const void *prefix, size_t plen);
+             int *forcible, const void *prefix, size_t plen, uint32_t link,
+             uint32_t old, const DictEntry *os);
 void dict_remove(Dict *d, uint32_t link, uint32_t off); /* unlink and free */
 void dict_touch(Dict *d, uint32_t off);                  /* LRU head */
+void dict_touch_entry(Dict *d, uint32_t off, DictEntry *e); /* e: indexed */
 void dict_bump(Dict *d, uint32_t off);                   /* new version, wake */
+void dict_bump_entry(Dict *d, DictEntry *e, const DictEntry *s); /* s: checked */
 int dict_copyout(Dict *d, uint32_t off, DictOut *o);     /* into d->buf; 0 ok,
-                                                            -1 no memory */
+                                                            -1 not an entry,
+                                                            -2 no memory */
 void dict_write_begin(Dict *d);
 void dict_write_end(Dict *d);
 int dict_wslot(uint32_t hash);

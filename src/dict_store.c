@@ -146,26 +146,24 @@ const char *dict_validate_header(Dict *d, const DictHeader *h, size_t avail) {
 
 /* ---- entries ------------------------------------------------------------- */
 
-/* The entry at off, or NULL when what is there cannot be one: a misaligned
- * or out-of-heap offset, another tag, lengths that do not fit its size.
- * The header is read once, into *s, and checked there: another process may
- * write over the region at any moment, so callers take every length and
- * offset from *s, never again from the entry. */
-DictEntry *dict_entry(const Dict *d, uint32_t off, DictEntry *s) {
-  if (off % 8u != 0 || off < d->heap_off || off > d->heap_end - ENTRY_HEAD)
-    return NULL;
-
-  memcpy(s, dict_base(d) + off, sizeof *s);
-  if (s->tag != ENTRY_TAG || s->size % 8u != 0 || s->size < ENTRY_HEAD ||
-      s->size > d->heap_end - off || s->klen == 0 || s->klen > DICT_MAX_KEY ||
-      s->vlen > s->size ||
-      (size_t)ENTRY_HEAD + s->klen + s->vlen > s->size)
-    return NULL;
-
-  return (DictEntry *)(void *)(dict_base(d) + off);
-}
+/* (dict_entry, the checked snapshot of an entry's header, is in dict.h) */
 
 static const char *ekey(const DictEntry *e) { return (const char *)(e + 1); }
+
+/* memcmp(a, b, n) == 0, inline for the usual key lengths (8 to 16 bytes:
+ * two overlapping 8-byte words, never a byte outside either key) */
+static int same_key(const char *a, const char *b, size_t n) {
+  if (n >= 8 && n <= 16) {
+    uint64_t a1, b1, a2, b2;
+
+    memcpy(&a1, a, 8);
+    memcpy(&b1, b, 8);
+    memcpy(&a2, a + n - 8, 8);
+    memcpy(&b2, b + n - 8, 8);
+    return ((a1 ^ b1) | (a2 ^ b2)) == 0;
+  }
+  return memcmp(a, b, n) == 0;
+}
 
 /* The value of e, whose checked header is s. */
 static const unsigned char *evalue(const DictEntry *e, const DictEntry *s) {
@@ -173,7 +171,7 @@ static const unsigned char *evalue(const DictEntry *e, const DictEntry *s) {
 }
 
 uint32_t dict_find(Dict *d, const char *k, size_t klen, uint32_t h,
-                   uint32_t *link, int *corrupt) {
+                   uint32_t *link, int *corrupt, DictEntry *snap) {
   uint32_t l = d->buckets_off + 4u * (h & (d->nbuckets - 1u));
   uint32_t off = *u32at(d, l), n;
 
@@ -185,8 +183,10 @@ uint32_t dict_find(Dict *d, const char *k, size_t klen, uint32_t h,
       return 0;
     }
 
-    if (s.hash == h && s.klen == klen && memcmp(ekey(e), k, klen) == 0) {
+    if (s.hash == h && s.klen == klen && same_key(ekey(e), k, klen)) {
       *link = l;
+      if (snap != NULL)
+        *snap = s;
       return off;
     }
 
@@ -201,6 +201,21 @@ uint32_t dict_find(Dict *d, const char *k, size_t klen, uint32_t h,
   return 0;
 }
 
+/* The entry header at off, lightly checked, or NULL: the offset must leave
+ * a whole header inside the heap, aligned, and what is there must carry
+ * the entry tag.  For the link fields only (the LRU links written, a chain
+ * link read and checked in turn), never for a length: lighter than
+ * dict_entry. */
+static DictEntry *lru_node(const Dict *d, uint32_t off) {
+  DictEntry *e;
+
+  if (off % 8u != 0 || off < d->heap_off || off > d->heap_end - ENTRY_HEAD)
+    return NULL;
+
+  e = (DictEntry *)(void *)(dict_base(d) + off);
+  return e->tag == ENTRY_TAG ? e : NULL;
+}
+
 /* The link (bucket slot or next field) that holds off, found by walking
  * the chain of its hash without reading off itself; 0 if none. */
 static uint32_t find_link(Dict *d, uint32_t off, uint32_t h) {
@@ -208,12 +223,13 @@ static uint32_t find_link(Dict *d, uint32_t off, uint32_t h) {
 
   for (n = max_entries(d); n > 0; n--) {
     uint32_t cur = *u32at(d, l);
-    DictEntry s;
 
     if (cur == off)
       return l;
 
-    if (cur == 0 || dict_entry(d, cur, &s) == NULL)
+    /* only the next link is read from what is passed over: the light
+     * check (aligned, a whole header inside the heap, the tag) suffices */
+    if (cur == 0 || lru_node(d, cur) == NULL)
       return 0;
 
     l = cur + (uint32_t)offsetof(DictEntry, next);
@@ -224,14 +240,27 @@ static uint32_t find_link(Dict *d, uint32_t off, uint32_t h) {
 
 /* ---- the seqlock --------------------------------------------------------- */
 
+/* Only the lock holder writes seq, so begin is a plain increment (a load
+ * and a store) followed by a release fence: the odd value is ordered before
+ * every store of the section (a reader whose copy saw one of them then
+ * sees seq changed, through its acquire fence).  End is one seq_cst
+ * read-modify-write: it releases the section's stores to the readers and,
+ * being a full barrier, orders them before the loads of the waiter counts
+ * that follow (the writer's half of the Dekker handshake with d:wait, which
+ * increments its count, then reads seq). */
 void dict_write_begin(Dict *d) {
-  __atomic_fetch_add(&dict_header(d)->seq, 1, __ATOMIC_SEQ_CST);
-  __atomic_thread_fence(__ATOMIC_SEQ_CST);
+  uint64_t *seq = &dict_header(d)->seq;
+
+  __atomic_store_n(seq, __atomic_load_n(seq, __ATOMIC_RELAXED) + 1u, __ATOMIC_RELAXED);
+  __atomic_thread_fence(__ATOMIC_RELEASE);
 }
 
+static void wake_pending(Dict *d);
+
 void dict_write_end(Dict *d) {
-  __atomic_thread_fence(__ATOMIC_SEQ_CST);
   __atomic_fetch_add(&dict_header(d)->seq, 1, __ATOMIC_SEQ_CST);
+  if (d->wake != 0)
+    wake_pending(d);
 }
 
 /* ---- LRU ----------------------------------------------------------------- */
@@ -241,8 +270,8 @@ void dict_write_end(Dict *d) {
 static void lru_unlink(Dict *d, DictEntry *e) {
   DictState *st = dict_state(d);
   uint32_t prev = e->lru_prev, next = e->lru_next;
-  DictEntry s, *p = prev ? dict_entry(d, prev, &s) : NULL;
-  DictEntry *n = next ? dict_entry(d, next, &s) : NULL;
+  DictEntry *p = prev ? lru_node(d, prev) : NULL;
+  DictEntry *n = next ? lru_node(d, next) : NULL;
 
   if (p != NULL)
     p->lru_next = next;
@@ -260,7 +289,7 @@ static void lru_unlink(Dict *d, DictEntry *e) {
 static void lru_push(Dict *d, uint32_t off, DictEntry *e) {
   DictState *st = dict_state(d);
   uint32_t head = st->lru_head;
-  DictEntry s, *h = head ? dict_entry(d, head, &s) : NULL;
+  DictEntry *h = head ? lru_node(d, head) : NULL;
 
   e->lru_prev = 0;
   e->lru_next = h != NULL ? head : 0;
@@ -274,39 +303,70 @@ static void lru_push(Dict *d, uint32_t off, DictEntry *e) {
 void dict_touch(Dict *d, uint32_t off) {
   DictEntry s, *e = dict_entry(d, off, &s);
 
-  if (e == NULL || dict_state(d)->lru_head == off)
+  if (e != NULL)
+    dict_touch_entry(d, off, e);
+}
+
+/* A get notes the entry it read in its process's stripe; the next lock
+ * holder moves those entries to the LRU head, after checking each is still
+ * indexed.  Lossy by design, and so without a read-modify-write: a full
+ * stripe drops the read, and two processes sharing a stripe (pid modulo
+ * the stripes), or a reader racing the lock holder's reset, may overwrite
+ * each other's slot or bring back a slot already replayed (an LRU order
+ * approximate under concurrent reads, as documented; every slot replayed
+ * is checked).  A process alone in its stripe with no lock holder
+ * meanwhile, a quiet dictionary, records every read in order, up to
+ * DICT_STRIPE_SLOTS between two writes. */
+void dict_record_read(Dict *d, uint32_t off) {
+  uint32_t *s = u32at(d, d->stripes_off + d->stripe * DICT_STRIPE_BYTES);
+  uint32_t i = __atomic_load_n(&s[0], __ATOMIC_RELAXED), bit = 1u << d->stripe;
+  uint32_t *reads = &dict_state(d)->reads;
+
+  if (i < DICT_STRIPE_SLOTS) {
+    __atomic_store_n(&s[1 + i], off, __ATOMIC_RELAXED);
+    __atomic_store_n(&s[0], i + 1u, __ATOMIC_RELEASE);
+  }
+  /* flag the stripe for the lock holder (who takes the flags, then the
+   * counts): set on every read that finds it clear, so that a count left
+   * behind by a race with the holder waits at most for this process's
+   * next read */
+  if ((__atomic_load_n(reads, __ATOMIC_RELAXED) & bit) == 0)
+    __atomic_fetch_or(reads, bit, __ATOMIC_RELEASE);
+}
+
+/* Move e (at off, indexed: checked by the caller) to the LRU head. */
+void dict_touch_entry(Dict *d, uint32_t off, DictEntry *e) {
+  if (dict_state(d)->lru_head == off)
     return;
 
   lru_unlink(d, e);
   lru_push(d, off, e);
 }
 
-/* A get notes the entry it read in its process's stripe (lossy: when the
- * stripe is full the read is not recorded); the next lock holder moves
- * those entries to the LRU head, after checking each is still indexed. */
-void dict_record_read(Dict *d, uint32_t off) {
-  uint32_t *s = u32at(d, d->stripes_off + d->stripe * DICT_STRIPE_BYTES);
-  uint32_t i = __atomic_fetch_add(&s[0], 1, __ATOMIC_RELAXED);
-
-  if (i < DICT_STRIPE_SLOTS)
-    __atomic_store_n(&s[1 + i], off, __ATOMIC_RELAXED);
-}
-
 static void replay_reads(Dict *d) {
-  uint32_t i, j;
+  uint32_t *s0 = u32at(d, d->stripes_off), *reads = &dict_state(d)->reads, m, j;
 
-  for (i = 0; i < d->nstripes; i++) {
-    uint32_t *s = u32at(d, d->stripes_off + i * DICT_STRIPE_BYTES);
-    uint32_t n = __atomic_exchange_n(&s[0], 0, __ATOMIC_ACQ_REL);
+  if (__atomic_load_n(reads, __ATOMIC_RELAXED) == 0)
+    return; /* the usual case for a writer: look before writing the line */
+  m = __atomic_exchange_n(reads, 0, __ATOMIC_ACQ_REL);
+  m &= d->nstripes >= 32 ? ~0u : (1u << d->nstripes) - 1u;
+  while (m != 0) {
+    uint32_t i = (uint32_t)__builtin_ctz(m), *s = s0 + i * (DICT_STRIPE_BYTES / 4u), n;
 
+    m &= m - 1u;
+    if (__atomic_load_n(&s[0], __ATOMIC_RELAXED) == 0)
+      continue;
+    n = __atomic_exchange_n(&s[0], 0, __ATOMIC_ACQ_REL);
     if (n > DICT_STRIPE_SLOTS)
       n = DICT_STRIPE_SLOTS;
     for (j = 0; j < n; j++) {
       uint32_t off = __atomic_load_n(&s[1 + j], __ATOMIC_RELAXED);
-      DictEntry snap;
+      DictEntry *e = lru_node(d, off); /* only its LRU links are written */
 
-      if (dict_entry(d, off, &snap) != NULL && find_link(d, off, snap.hash) != 0)
-        dict_touch(d, off);
+      /* indexed: found by walking its chain (the hash only picks the
+       * chain: a wrong one finds nothing) */
+      if (e != NULL && find_link(d, off, e->hash) != 0)
+        dict_touch_entry(d, off, e);
     }
   }
 }
@@ -315,21 +375,44 @@ static void replay_reads(Dict *d) {
 
 int dict_wslot(uint32_t hash) { return (int)(hash % DICT_WAIT_SLOTS); }
 
+/* A change to a key of this hash: its wait slot is woken after the write
+ * section (dict_write_end), so that a write costs one load per slot when
+ * nobody waits.  The handshake with d:wait (dict.c): the waiter increments
+ * the slot's waiter count (seq_cst), then reads seq and the key; the
+ * writer commits, increments seq (seq_cst RMW), then loads the count.
+ * Either the writer sees the waiter and bumps the slot word the waiter
+ * sleeps on (its futex wait then returns at once), or the waiter's reads
+ * come after the writer's seq increment in the single total order and see
+ * the change. */
 static void wake_slot(Dict *d, uint32_t hash) {
-  uint32_t *w = u32at(d, DICT_WAIT_OFF + 8u * (uint32_t)dict_wslot(hash));
+  d->wake |= 1u << dict_wslot(hash);
+}
 
-  __atomic_fetch_add(&w[0], 1, __ATOMIC_SEQ_CST);
-  if (__atomic_load_n(&w[1], __ATOMIC_SEQ_CST) != 0)
-    syscall(SYS_futex, &w[0], FUTEX_WAKE, INT32_MAX, NULL, NULL, 0);
+static void wake_pending(Dict *d) {
+  uint32_t m = d->wake & ((1u << DICT_WAIT_SLOTS) - 1u);
+
+  d->wake = 0;
+  while (m != 0) {
+    uint32_t i = (uint32_t)__builtin_ctz(m), *w = u32at(d, DICT_WAIT_OFF + 8u * i);
+
+    m &= m - 1u;
+    if (__atomic_load_n(&w[1], __ATOMIC_SEQ_CST) != 0) {
+      __atomic_fetch_add(&w[0], 1, __ATOMIC_SEQ_CST);
+      syscall(SYS_futex, &w[0], FUTEX_WAKE, INT32_MAX, NULL, NULL, 0);
+    }
+  }
 }
 
 void dict_bump(Dict *d, uint32_t off) {
   DictEntry s, *e = dict_entry(d, off, &s);
 
-  if (e != NULL) {
-    e->version = ++dict_state(d)->clock;
-    wake_slot(d, s.hash);
-  }
+  if (e != NULL)
+    dict_bump_entry(d, e, &s);
+}
+
+void dict_bump_entry(Dict *d, DictEntry *e, const DictEntry *s) {
+  e->version = ++dict_state(d)->clock;
+  wake_slot(d, s->hash);
 }
 
 /* ---- recovery ------------------------------------------------------------ */
@@ -492,16 +575,15 @@ static long dict_rebuild(Dict *d) {
 /* The state a lock holder relies on, at a glance. */
 static int state_sound(Dict *d) {
   DictState *st = dict_state(d);
-  uint64_t seq = __atomic_load_n(&dict_header(d)->seq, __ATOMIC_SEQ_CST);
+  uint64_t seq = __atomic_load_n(&dict_header(d)->seq, __ATOMIC_RELAXED);
+  uint32_t top = st->top, head = st->lru_head, tail = st->lru_tail;
 
-  DictEntry s;
-
-  return (seq & 1u) == 0 && st->j_op == 0 && st->top % 8u == 0 &&
-         st->top >= d->heap_off && st->top <= d->heap_end &&
-         (st->lru_head == 0 || dict_entry(d, st->lru_head, &s) != NULL) &&
-         (st->lru_tail == 0 || dict_entry(d, st->lru_tail, &s) != NULL) &&
-         st->dead <= (uint64_t)(st->top - d->heap_off) &&
-         st->live <= (uint64_t)(st->top - d->heap_off);
+  return (seq & 1u) == 0 && st->j_op == 0 && top % 8u == 0 &&
+         top >= d->heap_off && top <= d->heap_end &&
+         (head == 0 || lru_node(d, head) != NULL) &&
+         (tail == 0 || lru_node(d, tail) != NULL) &&
+         st->dead <= (uint64_t)(top - d->heap_off) &&
+         st->live <= (uint64_t)(top - d->heap_off);
 }
 
 void dict_repair(Dict *d) {
@@ -518,14 +600,18 @@ void dict_repair(Dict *d) {
 
 /* ---- the lock ------------------------------------------------------------ */
 
-int dict_lock(lua_State *L, Dict *d, const struct timespec *deadline) {
+int dict_lock(lua_State *L, Dict *d, double seconds) {
   DictHeader *h = dict_header(d);
   ShmWaiter wt;
   int r = shm_lockfast(&h->lock);
 
   if (r != SHM_LOCK_OK) {
+    struct timespec deadline;
+
+    if (seconds >= 0) /* the deadline only now: no clock read when free */
+      sync_deadline(&deadline, seconds);
     sync_waitstart(L, &wt);
-    r = shm_lock(&wt, &h->lock, deadline);
+    r = shm_lock(&wt, &h->lock, seconds >= 0 ? &deadline : NULL);
     if (r == SHM_LOCK_TIMEOUT)
       return DR_TIMEOUT;
     if (r == SHM_LOCK_INTERRUPTED)
@@ -582,10 +668,10 @@ static void move_entry(Dict *d, uint32_t src, uint32_t dst, uint32_t len,
 
   *u32at(d, link) = dst; /* commit: the chain points at the copy */
   {
-    DictEntry *e = (DictEntry *)(void *)(b + dst), s;
+    DictEntry *e = (DictEntry *)(void *)(b + dst);
     uint32_t prev = e->lru_prev, next = e->lru_next;
-    DictEntry *p = prev ? dict_entry(d, prev, &s) : NULL;
-    DictEntry *n = next ? dict_entry(d, next, &s) : NULL;
+    DictEntry *p = prev ? lru_node(d, prev) : NULL;
+    DictEntry *n = next ? lru_node(d, next) : NULL;
 
     if (p != NULL)
       p->lru_next = dst;
@@ -645,7 +731,7 @@ static int compact(Dict *d) {
 
 /* Evict the least recently used entry: 1, or 0 when there is none.
  * *valid: it had not expired. */
-static int evict_one(Dict *d, int64_t now, int *valid) {
+static int evict_one(Dict *d, int64_t *now, int *valid) {
   DictState *st = dict_state(d);
   uint32_t off = st->lru_tail, link;
   DictEntry s, *e = off ? dict_entry(d, off, &s) : NULL;
@@ -657,7 +743,9 @@ static int evict_one(Dict *d, int64_t now, int *valid) {
   if (link == 0)
     return 0;
 
-  *valid = !expired(&s, now);
+  if (*now == 0 && s.expire != 0)
+    *now = dict_now();
+  *valid = !expired(&s, *now);
   if (*valid)
     st->evictions++;
   else
@@ -666,10 +754,12 @@ static int evict_one(Dict *d, int64_t now, int *valid) {
   return 1;
 }
 
-/* Room for need bytes at top: DR_OK, DR_NOMEM, or DR_CORRUPT. */
-static int make_room(Dict *d, size_t need, int evict, int *forcible) {
+/* Room for need bytes at top: DR_OK, DR_NOMEM, or DR_CORRUPT; *moved set
+ * when entries were evicted or moved (offsets found before are stale). */
+static int make_room(Dict *d, size_t need, int evict, int *forcible,
+                     int *moved) {
   DictState *st = dict_state(d);
-  int64_t now = dict_now();
+  int64_t now = 0; /* read when an eviction needs it */
   uint32_t n;
 
   if (need > (size_t)(d->heap_end - d->heap_off))
@@ -685,12 +775,15 @@ static int make_room(Dict *d, size_t need, int evict, int *forcible) {
     if ((size_t)(d->heap_end - top) >= need)
       return DR_OK;
 
-    if (dict_free_bytes(d) >= need)
+    if (dict_free_bytes(d) >= need) {
+      *moved = 1;
       return compact(d) == 0 ? DR_OK : DR_CORRUPT;
+    }
 
-    if (!evict || !evict_one(d, now, &valid))
+    if (!evict || !evict_one(d, &now, &valid))
       return DR_NOMEM;
 
+    *moved = 1;
     if (valid)
       *forcible = 1;
   }
@@ -717,21 +810,107 @@ void dict_remove(Dict *d, uint32_t link, uint32_t off) {
     st->dead += s.size;
 }
 
+/* The value's bytes at p: the prefix, then v. */
+static void write_value(unsigned char *p, const DictValue *v,
+                        const void *prefix, size_t plen) {
+  if (plen > 0)
+    memcpy(p, prefix, plen);
+  p += plen;
+  switch (v->type) {
+  case DV_BOOL: *p = (unsigned char)v->i; break;
+  case DV_INT: memcpy(p, &v->i, 8); break;
+  case DV_FLOAT: memcpy(p, &v->n, 8); break;
+  default:
+    if (v->len > 0)
+      memcpy(p, v->s, v->len);
+  }
+}
+
+/* Replace the value of the entry o at off (checked header os: a block of
+ * the size the new value needs) where it is.  Crash consistency without the
+ * one-store commit: the whole block is first copied to scratch, in the
+ * free tail, and journaled as a move from there back over the entry, so
+ * that a process killed while overwriting leaves recovery (finish_move) a
+ * journal that puts the old entry back.  Readers retry meanwhile (the
+ * write section is open). */
+static void put_in_place(Dict *d, DictEntry *o, uint32_t off, const DictEntry *os,
+                         const DictValue *v, size_t vlen, uint32_t flags,
+                         int64_t expire, const void *prefix, size_t plen,
+                         uint32_t scratch) {
+  DictState *st = dict_state(d);
+  unsigned char *b = dict_base(d);
+
+  memcpy(b + scratch, b + off, os->size);
+  st->j_from = scratch;
+  st->j_to = off;
+  st->j_len = os->size;
+  st->j_done = 0;
+  __atomic_thread_fence(__ATOMIC_RELEASE);
+  __atomic_store_n(&st->j_op, 1u, __ATOMIC_RELAXED);
+  __atomic_thread_fence(__ATOMIC_RELEASE); /* the journal before the overwrite */
+  o->vlen = (uint32_t)vlen;
+  o->vtype = (uint8_t)v->type;
+  o->flags = flags;
+  o->expire = expire;
+  o->version = ++st->clock;
+  write_value((unsigned char *)(o + 1) + os->klen, v, prefix, plen);
+  __atomic_thread_fence(__ATOMIC_RELEASE); /* the overwrite before the end */
+  __atomic_store_n(&st->j_op, 0u, __ATOMIC_RELAXED);
+  dict_touch_entry(d, off, o);
+  wake_slot(d, os->hash);
+}
+
 int dict_put(Dict *d, const char *k, size_t klen, uint32_t h,
              const DictValue *v, uint32_t flags, int64_t expire, int evict,
-             int *forcible, const void *prefix, size_t plen) {
+             int *forcible, const void *prefix, size_t plen, uint32_t link,
+             uint32_t old, const DictEntry *given) {
   DictState *st = dict_state(d);
   size_t vlen = v->len + plen;
   size_t need = align8((size_t)ENTRY_HEAD + klen + vlen);
-  uint32_t off, link, old;
+  uint32_t off;
   unsigned char *p;
   DictEntry *e;
-  int r, corrupt = 0;
+  int r, corrupt = 0, moved = 0;
 
   if (vlen > (size_t)d->region)
     return DR_NOMEM;
 
-  r = make_room(d, need, evict, forcible);
+  if (link != 0 && old != 0) { /* a value of the same block size: in place */
+    DictEntry os, *o;
+    uint32_t top = st->top, tries;
+
+    if (given != NULL) { /* checked by dict_find in this lock hold */
+      os = *given;
+      o = (DictEntry *)(void *)(dict_base(d) + old);
+    } else {
+      o = dict_entry(d, old, &os);
+    }
+
+    /* the undo copy needs the free tail: when dead blocks make the room,
+     * compact first (as make_room would), then find the entry again */
+    for (tries = 0; o != NULL && os.size == need && os.hash == h &&
+                    os.klen == klen && tries < 2; tries++) {
+      if (top % 8u != 0 || top < d->heap_off || top > d->heap_end || old >= top ||
+          top - old < need)
+        break;
+      if (need <= (size_t)(d->heap_end - top)) {
+        put_in_place(d, o, old, &os, v, vlen, flags, expire, prefix, plen, top);
+        return DR_OK;
+      }
+      if (tries > 0 || dict_free_bytes(d) < need)
+        break;
+      if (compact(d) != 0)
+        return DR_CORRUPT;
+      old = dict_find(d, k, klen, h, &link, &corrupt, &os);
+      if (corrupt)
+        return DR_CORRUPT;
+      o = old != 0 ? (DictEntry *)(void *)(dict_base(d) + old) : NULL;
+      top = st->top;
+      moved = 1;
+    }
+  }
+
+  r = make_room(d, need, evict, forcible, &moved);
   if (r != DR_OK)
     return r;
 
@@ -754,22 +933,14 @@ int dict_put(Dict *d, const char *k, size_t klen, uint32_t h,
   e->version = ++st->clock;
   p = (unsigned char *)(e + 1);
   memcpy(p, k, klen);
-  p += klen;
-  if (plen > 0)
-    memcpy(p, prefix, plen);
-  switch (v->type) {
-  case DV_BOOL: *p = (unsigned char)v->i; break;
-  case DV_INT: memcpy(p + plen, &v->i, 8); break;
-  case DV_FLOAT: memcpy(p + plen, &v->n, 8); break;
-  default:
-    if (v->len > 0)
-      memcpy(p + plen, v->s, v->len);
-  }
+  write_value(p + klen, v, prefix, plen);
   st->top = off + (uint32_t)need;
 
-  old = dict_find(d, k, klen, h, &link, &corrupt);
-  if (corrupt)
-    return DR_CORRUPT;
+  if (link == 0 || moved) { /* not found by the caller, or stale since */
+    old = dict_find(d, k, klen, h, &link, &corrupt, NULL);
+    if (corrupt)
+      return DR_CORRUPT;
+  }
 
   {
     DictEntry os, *o = old != 0 ? dict_entry(d, old, &os) : NULL;
@@ -794,32 +965,30 @@ int dict_put(Dict *d, const char *k, size_t klen, uint32_t h,
   return DR_OK;
 }
 
-int dict_copyout(Dict *d, uint32_t off, DictOut *o) {
-  DictEntry s, *e = dict_entry(d, off, &s);
-  size_t n;
+/* e's value into o (strings and lists into d->buf); s: e's checked header.
+ * 0, or -2 when memory for the buffer is missing. */
+static int copyout(Dict *d, const DictEntry *e, const DictEntry *s, DictOut *o) {
+  const unsigned char *v = evalue(e, s);
+  size_t n = s->vlen;
 
-  if (e == NULL)
-    return -1;
-
-  o->type = s.vtype;
-  o->flags = s.flags;
-  o->expire = s.expire;
-  o->version = s.version;
+  o->type = s->vtype;
+  o->flags = s->flags;
+  o->expire = s->expire;
+  o->version = s->version;
   o->len = 0;
-  n = s.vlen;
-  switch (s.vtype) {
+  switch (s->vtype) {
   case DV_BOOL:
-    o->i = n >= 1 ? evalue(e, &s)[0] != 0 : 0;
+    o->i = n >= 1 ? v[0] != 0 : 0;
     break;
   case DV_INT:
     o->i = 0;
     if (n >= 8)
-      memcpy(&o->i, evalue(e, &s), 8);
+      memcpy(&o->i, v, 8);
     break;
   case DV_FLOAT:
     o->n = 0;
     if (n >= 8)
-      memcpy(&o->n, evalue(e, &s), 8);
+      memcpy(&o->n, v, 8);
     break;
   default:
     if (n > d->bufsize) {
@@ -831,10 +1000,19 @@ int dict_copyout(Dict *d, uint32_t off, DictOut *o) {
       d->bufsize = n;
     }
     if (n > 0)
-      memcpy(d->buf, evalue(e, &s), n);
+      memcpy(d->buf, v, n);
     o->len = n;
   }
   return 0;
+}
+
+int dict_copyout(Dict *d, uint32_t off, DictOut *o) {
+  DictEntry s, *e = dict_entry(d, off, &s);
+
+  if (e == NULL)
+    return -1;
+
+  return copyout(d, e, &s, o);
 }
 
 /* ---- lock-free reads ----------------------------------------------------- */
@@ -872,8 +1050,8 @@ int dict_peek(Dict *d, const char *k, size_t klen, uint32_t h, DictOut *o,
         break;
       }
 
-      if (s.hash == h && s.klen == klen && memcmp(ekey(e), k, klen) == 0) {
-        if (dict_copyout(d, off, o) != 0)
+      if (s.hash == h && s.klen == klen && same_key(ekey(e), k, klen)) {
+        if (copyout(d, e, &s, o) != 0)
           bad = 1;
         found = 1;
         break;

@@ -28,6 +28,8 @@
 #include <string.h>
 #include <sys/shm.h>
 
+#include <sys/types.h>
+
 #include "sysvshm.h"
 
 /* ---- argument checkers -------------------------------------------------- */
@@ -153,6 +155,66 @@ void shmL_checkopts(lua_State *L, int arg, const char *const names[]) {
       luaL_argerror(L, arg, lua_tostring(L, -1));
     }
   }
+}
+
+/* A System V key: any 32-bit value, signed (as key_t and ftok give it) or
+ * unsigned (as ipcs prints it, 0xdeadbeef). */
+key_t shmL_checkkey(lua_State *L, int arg) {
+  lua_Integer v = shmL_checkint(L, arg);
+
+  if (v < INT32_MIN || v > (lua_Integer)UINT32_MAX)
+    luaL_argerror(L, arg, "key out of 32-bit range");
+
+  return (key_t)(int32_t)(uint32_t)v;
+}
+
+/* Permission bits, 0..0777 (v read from argument or option arg). */
+int shmL_checkmode(lua_State *L, int arg, lua_Integer v) {
+  if (v < 0 || v > 0777)
+    luaL_argerror(L, arg, "mode must be within 0..0777 (permission bits)");
+
+  return (int)v;
+}
+
+/* Field k of the options table at arg, read raw (no metamethod runs):
+ * 0 when absent, 1 with *v set; raises when it is not an integer. */
+int shmL_optfield_int(lua_State *L, int arg, const char *k, lua_Integer *v) {
+  int t, isnum;
+
+  if (lua_isnoneornil(L, arg))
+    return 0;
+
+  lua_pushstring(L, k);
+  t = lua_rawget(L, arg);
+  if (t == LUA_TNIL) {
+    lua_pop(L, 1);
+    return 0;
+  }
+
+  *v = lua_tointegerx(L, -1, &isnum);
+  if (t != LUA_TNUMBER || !isnum)
+    luaL_argerror(L, arg, lua_pushfstring(L, "option '%s' must be an integer", k));
+
+  lua_pop(L, 1);
+  return 1;
+}
+
+/* Boolean field k of the options table at arg, read raw; def when absent. */
+int shmL_optfield_bool(lua_State *L, int arg, const char *k, int def) {
+  int t, v = def;
+
+  if (lua_isnoneornil(L, arg))
+    return def;
+
+  lua_pushstring(L, k);
+  t = lua_rawget(L, arg);
+  if (t == LUA_TBOOLEAN)
+    v = lua_toboolean(L, -1);
+  else if (t != LUA_TNIL)
+    luaL_argerror(L, arg, lua_pushfstring(L, "option '%s' must be a boolean", k));
+
+  lua_pop(L, 1);
+  return v;
 }
 
 int shmL_pusherror(lua_State *L, const char *what) {

@@ -59,14 +59,6 @@ static SemSet *sem_check(lua_State *L) {
   return (SemSet *)luaL_checkudata(L, 1, SEMSET_TNAME);
 }
 
-static key_t checkkey(lua_State *L, int arg) {
-  lua_Integer v = shmL_checkint(L, arg);
-
-  if (v < INT32_MIN || v > (lua_Integer)UINT32_MAX)
-    luaL_argerror(L, arg, "key out of 32-bit range");
-
-  return (key_t)(int32_t)(uint32_t)v;
-}
 
 static int checkrange(lua_State *L, int arg, lua_Integer lo, lua_Integer hi,
                       const char *what) {
@@ -106,52 +98,8 @@ static unsigned short checkvalue(lua_State *L, int arg) {
   return (unsigned short)checkrange(L, arg, 0, USHRT_MAX, "semaphore value");
 }
 
-static int checkmode(lua_State *L, int arg, lua_Integer v) {
-  if (v < 0 || v > 0777)
-    luaL_argerror(L, arg, "mode must be within 0..0777 (permission bits)");
 
-  return (int)v;
-}
 
-/* Field k of the table at arg (read raw): 0 when absent, 1 with *v set;
- * raises when it is not an integer. */
-static int optfield_int(lua_State *L, int arg, const char *k, lua_Integer *v) {
-  int t, isnum;
-
-  if (lua_isnoneornil(L, arg))
-    return 0;
-
-  lua_pushstring(L, k);
-  t = lua_rawget(L, arg);
-  if (t == LUA_TNIL) {
-    lua_pop(L, 1);
-    return 0;
-  }
-
-  *v = lua_tointegerx(L, -1, &isnum);
-  if (t != LUA_TNUMBER || !isnum)
-    luaL_argerror(L, arg, lua_pushfstring(L, "option '%s' must be an integer", k));
-
-  lua_pop(L, 1);
-  return 1;
-}
-
-static int optfield_bool(lua_State *L, int arg, const char *k, int def) {
-  int t, v = def;
-
-  if (lua_isnoneornil(L, arg))
-    return def;
-
-  lua_pushstring(L, k);
-  t = lua_rawget(L, arg);
-  if (t == LUA_TBOOLEAN)
-    v = lua_toboolean(L, -1);
-  else if (t != LUA_TNIL)
-    luaL_argerror(L, arg, lua_pushfstring(L, "option '%s' must be a boolean", k));
-
-  lua_pop(L, 1);
-  return v;
-}
 
 /* ---- results ------------------------------------------------------------ */
 
@@ -305,23 +253,23 @@ static int do_set(lua_State *L, int id, int arg) {
   luaL_checktype(L, arg, LUA_TTABLE);
   shmL_checkopts(L, arg, names);
   /* every check before the first system call */
-  has_uid = optfield_int(L, arg, "uid", &v);
+  has_uid = shmL_optfield_int(L, arg, "uid", &v);
   if (has_uid) {
     if (v < 0 || v > (lua_Integer)UINT32_MAX - 1)
       luaL_argerror(L, arg, "uid out of range");
     uid = (uid_t)v;
   }
 
-  has_gid = optfield_int(L, arg, "gid", &v);
+  has_gid = shmL_optfield_int(L, arg, "gid", &v);
   if (has_gid) {
     if (v < 0 || v > (lua_Integer)UINT32_MAX - 1)
       luaL_argerror(L, arg, "gid out of range");
     gid = (gid_t)v;
   }
 
-  has_mode = optfield_int(L, arg, "mode", &v);
+  has_mode = shmL_optfield_int(L, arg, "mode", &v);
   if (has_mode)
-    mode = checkmode(L, arg, v);
+    mode = shmL_checkmode(L, arg, v);
 
   if (do_stat(id, &ds) != 0)
     return shmL_pusherror(L, "semctl");
@@ -359,20 +307,6 @@ static int pushstat_of(lua_State *L, int id) {
 
 /* ---- operations ----------------------------------------------------------- */
 
-/* Time left until deadline, into rel; 0 when it has passed. */
-static int time_left(const struct timespec *deadline, struct timespec *rel) {
-  struct timespec now;
-
-  clock_gettime(CLOCK_MONOTONIC, &now);
-  rel->tv_sec = deadline->tv_sec - now.tv_sec;
-  rel->tv_nsec = deadline->tv_nsec - now.tv_nsec;
-  if (rel->tv_nsec < 0) {
-    rel->tv_sec--;
-    rel->tv_nsec += 1000000000L;
-  }
-
-  return rel->tv_sec >= 0;
-}
 
 static double elapsed_since(const struct timespec *t0) {
   struct timespec now;
@@ -431,7 +365,7 @@ static int sem_apply(const ShmWaiter *wt, int id, struct sembuf *ops,
     if (timed) {
       struct timespec rel;
 
-      if (!time_left(&deadline, &rel)) {
+      if (!sync_timeleft(&deadline, &rel)) {
         if (!first)
           return SEM_TIMEOUT;
         rel.tv_sec = 0; /* a zero timeout still tries once */
@@ -643,18 +577,18 @@ static int pushhandle(lua_State *L, int id) {
  */
 static int semf_create(lua_State *L) {
   static const char *const names[] = {"mode", "exclusive", "value", NULL};
-  key_t key = checkkey(L, 1);
+  key_t key = shmL_checkkey(L, 1);
   int nsems = checkrange(L, 2, 1, INT_MAX, "number of semaphores");
   lua_Integer mode = DEFAULT_MODE, value = 0;
   int exclusive, hasvalue, id, created = 1;
   SemSet *s;
 
   shmL_checkopts(L, 3, names);
-  if (optfield_int(L, 3, "mode", &mode))
-    (void)checkmode(L, 3, mode);
+  if (shmL_optfield_int(L, 3, "mode", &mode))
+    (void)shmL_checkmode(L, 3, mode);
 
-  exclusive = optfield_bool(L, 3, "exclusive", 1);
-  hasvalue = optfield_int(L, 3, "value", &value);
+  exclusive = shmL_optfield_bool(L, 3, "exclusive", 1);
+  hasvalue = shmL_optfield_int(L, 3, "value", &value);
   if (hasvalue && (value < 0 || value > USHRT_MAX))
     luaL_argerror(L, 3, "option 'value' out of range (0..65535)");
 
@@ -710,7 +644,7 @@ static int semf_create(lua_State *L) {
  * @treturn[2] integer errno (ENOENT when there is none)
  */
 static int semf_open(lua_State *L) {
-  int id = semget(checkkey(L, 1), 0, 0);
+  int id = semget(shmL_checkkey(L, 1), 0, 0);
 
   if (id < 0)
     return shmL_pusherror(L, "semget");
@@ -744,7 +678,7 @@ static int semf_get(lua_State *L) {
  * @treturn[2] integer errno
  */
 static int semf_semget(lua_State *L) {
-  key_t key = checkkey(L, 1);
+  key_t key = shmL_checkkey(L, 1);
   int nsems = checkrange(L, 2, 0, INT_MAX, "number of semaphores");
   int flags = checkrange(L, 3, INT_MIN, INT_MAX, "flags");
   int id = semget(key, nsems, flags);

@@ -67,7 +67,7 @@ void sync_deadline(struct timespec *ts, double seconds) {
 }
 
 /* Time left until deadline, into rel; 0 when it has passed. */
-static int time_left(const struct timespec *deadline, struct timespec *rel) {
+int sync_timeleft(const struct timespec *deadline, struct timespec *rel) {
   struct timespec now;
 
   clock_gettime(CLOCK_MONOTONIC, &now);
@@ -239,7 +239,7 @@ int sync_futexwait(const ShmWaiter *wt, uint32_t *word, uint32_t expected,
     if (sync_interrupted(wt))
       return 2;
 
-    if (deadline != NULL && !time_left(deadline, &rel))
+    if (deadline != NULL && !sync_timeleft(deadline, &rel))
       return 0;
 
     if (futex(word, FUTEX_WAIT, expected, deadline ? &rel : NULL) == 0)

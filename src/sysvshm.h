@@ -19,6 +19,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "lua.h"
 #include "lauxlib.h"
@@ -124,6 +125,10 @@ SHM_NORETURN void shmL_rangefail(lua_State *L, int arg, const Segment *s,
 lua_Number shmL_checknumber(lua_State *L, int arg);
 lua_Integer shmL_optint(lua_State *L, int arg, lua_Integer def);
 int shmL_pusherror(lua_State *L, const char *what); /* nil, "what: strerror", errno */
+int shmL_checkmode(lua_State *L, int arg, lua_Integer v); /* 0..0777 */
+key_t shmL_checkkey(lua_State *L, int arg); /* a 32-bit System V key */
+int shmL_optfield_int(lua_State *L, int arg, const char *k, lua_Integer *v);
+int shmL_optfield_bool(lua_State *L, int arg, const char *k, int def);
 /* nil/none, or a table with only the keys in names (NULL-terminated) */
 void shmL_checkopts(lua_State *L, int arg, const char *const names[]);
 
@@ -236,6 +241,7 @@ size_t shmL_checkaligned(lua_State *L, int arg, const Segment *s, size_t width,
                          size_t align);
 int sync_opttimeout(lua_State *L, int arg, double *seconds); /* 0: for ever */
 void sync_deadline(struct timespec *ts, double seconds);     /* monotonic */
+int sync_timeleft(const struct timespec *deadline, struct timespec *rel); /* 0: passed */
 /* What a blocking call notes when it starts, to tell when the interpreter
  * has a signal (Ctrl-C) to raise (sync.c). */
 typedef struct ShmWaiter {

@@ -274,6 +274,74 @@ function OPS.msgbuild()
   return x
 end
 
+-- W9: the shared dictionary's loops (1000 keys of 16 bytes, 64-byte
+-- values, the keys cycled as bench.lua's W9 does), in a 4 MiB dictionary
+-- holding the 1000 keys and counters already (set before the loop)
+local function w9dict()
+  local dict = require "sysvshm.dict"
+  local d = dict.new(seg, 0, SMALL)
+  local keys, cnts, vals = {}, {}, {}
+  for i = 1, 1000 do
+    keys[i] = ("key:%012d"):format(i)
+    cnts[i] = ("cnt:%012d"):format(i)
+    vals[i] = ("v%015d"):format(i) .. ("x"):rep(48)
+    assert(d:set(keys[i], vals[i]))
+    assert(d:set(cnts[i], 0))
+  end
+  return d, keys, cnts, vals
+end
+
+function OPS.dget()
+  local d, keys = w9dict()
+  local x
+  for i = 0, n - 1 do
+    x = d:get(keys[i % 1000 + 1])
+  end
+  return x
+end
+
+function OPS.dset()
+  local d, keys, _, vals = w9dict()
+  for i = 0, n - 1 do
+    local j = i % 1000 + 1
+    d:set(keys[j], vals[j])
+  end
+end
+
+function OPS.dincr()
+  local d, _, cnts = w9dict()
+  for i = 0, n - 1 do
+    d:incr(cnts[i % 1000 + 1], 1, 0)
+  end
+end
+
+-- the W9 95/5 loop of one process: every 20th a set, else a get
+function OPS.dmixed()
+  local d, keys, _, vals = w9dict()
+  local found = 0
+  for i = 0, n - 1 do
+    local j = i % 1000 + 1
+    if i % 20 == 0 then
+      d:set(keys[j], vals[j])
+    elseif d:get(keys[j]) then
+      found = found + 1
+    end
+  end
+  return found
+end
+
+-- the W9 reference: one string.sub in the same loop shape as dget
+function OPS.dsub()
+  local _, _, _, vals = w9dict()
+  local str = table.concat(vals)
+  local x
+  for i = 0, n - 1 do
+    local j = i % 1000 + 1
+    x = str:sub(j, j + 7)
+  end
+  return x
+end
+
 local f = OPS[op]
 if not f or not n then
   local names = {}

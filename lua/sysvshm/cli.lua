@@ -5,8 +5,9 @@
 --     sysvshm stat [--sem] ID | --key K [--json]  every field of one segment or set
 --     sysvshm dump ID [--offset N] [--length N] hex and ASCII, like xxd
 --     sysvshm dump ID --layout FILE [--struct NAME] [--offset N]
+--     sysvshm dump ID --cdef FILE.h [--struct NAME] [--offset N]
 --                                               one line per field
---     sysvshm watch ID --layout FILE [--struct NAME] [--interval S] [--frames N]
+--     sysvshm watch ID --layout FILE|--cdef FILE.h [--struct NAME] [--interval S] [--frames N]
 --                                               the field view, redrawn
 --     sysvshm dict ID [--offset N] [--full] [--json]
 --                                               the entries of a sysvshm.dict
@@ -51,6 +52,14 @@
 -- unless `--full` is given, cut after 16 items; text fields (`cN`) are
 -- quoted, non-printable bytes as `\xNN`. `lua/demo/record_layout.lua` is a
 -- complete example.
+--
+-- **C headers.** Instead of a layout file, `--cdef FILE.h` reads the
+-- struct from the C header the writer compiles (`sysvshm.layout.cdef`:
+-- `struct` and `typedef struct` declarations; prototypes, enums and most
+-- preprocessor lines are skipped). `--struct NAME` names the struct (a tag
+-- or a typedef name), needed when the header declares several that no
+-- other struct contains. A construct it cannot share (a pointer, a
+-- bit-field, a union member...) fails with its line number.
 --
 -- The segment is attached read-only by `dump` and `watch`, and a snapshot
 -- is not atomic: a process writing while it is read may show half-updated
@@ -723,6 +732,41 @@ local function load_layout(path, struct)
   return res[names[1]]
 end
 
+-- The layout of struct `struct` (or of the one root struct) declared in
+-- the C header at path (layout.cdef); fails with the reader's message.
+local function load_cdef(path, struct)
+  local f, err = io.open(path, "r")
+  if not f then
+    fail("cannot read the header: %s", err)
+  end
+  local text = f:read("a")
+  f:close()
+  local ok, res = pcall(layout.cdef, text, struct)
+  if not ok then
+    fail("header %s: %s", path, tostring(res))
+  end
+  return res
+end
+
+-- The layout that --layout FILE or --cdef FILE.h gives (--struct NAME).
+local function options_layout(parser, opts, required)
+  if opts.layout ~= nil and opts.cdef ~= nil then
+    usage_error(parser, "--layout and --cdef do not go together (one describes the struct)")
+  end
+  if opts.layout == nil and opts.cdef == nil then
+    if required then
+      usage_error(parser, "%s", required)
+    elseif opts.struct ~= nil then
+      usage_error(parser, "--struct needs --layout or --cdef")
+    end
+    return nil
+  end
+  if opts.cdef ~= nil then
+    return load_cdef(opts.cdef, opts.struct)
+  end
+  return load_layout(opts.layout, opts.struct)
+end
+
 -- Where a struct of layout L can be read at off in seg, or fail.
 local function check_place(L, seg, id, off)
   local size = #seg
@@ -854,7 +898,8 @@ end
 
 local LAYOUT_OPTIONS = {
   { "layout", short = "l", metavar = "FILE", help = "a Lua file returning a layout (or a table of them)" },
-  { "struct", short = "s", metavar = "NAME", help = "which layout of the file to use" },
+  { "cdef", metavar = "FILE.h", help = "a C header declaring the struct (layout.cdef)" },
+  { "struct", short = "s", metavar = "NAME", help = "which layout of the file (or struct of the header) to use" },
   { "full", type = "flag", help = "show arrays whole (default: the first 16 items)" },
 }
 
@@ -865,7 +910,9 @@ local LAYOUT_EPILOG = "A layout file is a Lua file that returns a layout made wi
   .. "    return layout.struct({ {\"magic\", \"I4\"}, {\"count\", \"i8\"},\n"
   .. "                           {\"name\", \"c16\"}, {\"samples\", \"d\", 8} }, \"record\")\n"
   .. "\n"
-  .. "See lua/demo/record_layout.lua. The segment is attached read-only."
+  .. "See lua/demo/record_layout.lua. Or give the C header the writer compiles,\n"
+  .. "--cdef FILE.h (with --struct NAME when it declares several structs).\n"
+  .. "The segment is attached read-only."
 
 local function with_layout_options(def)
   for _, o in ipairs(LAYOUT_OPTIONS) do
@@ -888,13 +935,10 @@ command("dump", with_layout_options({
   { "length", short = "n", type = "integer", min = 0, help = "bytes to show (default: to the end)" },
 }), function(opts, parser)
   local id = parse_id(parser, opts[1])
-  if opts.layout == nil and opts.struct ~= nil then
-    usage_error(parser, "--struct needs --layout")
-  end
-  if opts.layout ~= nil and opts.length ~= nil then
+  if (opts.layout ~= nil or opts.cdef ~= nil) and opts.length ~= nil then
     usage_error(parser, "--length does not go with --layout (the struct has its own size)")
   end
-  local L = opts.layout and load_layout(opts.layout, opts.struct)
+  local L = options_layout(parser, opts)
   local seg <close> = attach_ro(id)
   local size, off = #seg, opts.offset
 
@@ -965,10 +1009,7 @@ command("watch", with_layout_options({
   { "frames", short = "f", type = "integer", min = 1, help = "stop after N frames (default: never)" },
 }), function(opts, parser)
   local id = parse_id(parser, opts[1])
-  if opts.layout == nil then
-    usage_error(parser, "watch needs --layout FILE")
-  end
-  local L = load_layout(opts.layout, opts.struct)
+  local L = options_layout(parser, opts, "watch needs --layout FILE or --cdef FILE.h")
   local seg <close> = attach_ro(id)
   check_place(L, seg, id, opts.offset)
   local ansi = stdout_is_tty()

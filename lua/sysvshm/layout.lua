@@ -33,6 +33,19 @@
 --
 -- With `count` the field is an array of `count` such items (`count` >= 1).
 --
+-- **Attributes.** A field may also have `aligned = N` (a power of two) and
+-- `packed = true`, and `struct` takes `{packed = true, aligned = N}` for
+-- the whole struct: GCC's `__attribute__((aligned(N)))` and
+-- `__attribute__((packed))`, placed as GCC places them. A packed struct
+-- packs every member: its alignment becomes 1 (a nested struct's too), so
+-- members follow each other without padding; `aligned = N` raises a
+-- member's alignment to N (in a packed struct, to exactly N), and raises
+-- the struct's alignment (so its size) to at least N. A packed struct may
+-- start at any offset; its fields may be misaligned, which views handle.
+--
+-- **From C.** `cdef` reads the struct from C declarations instead (a
+-- header shared with the C peer).
+--
 -- **Placement.** Fields are placed as a C compiler places the members of
 -- the same struct on this ABI: each item is aligned to its size, capped at
 -- the platform's largest scalar alignment (8 on x86_64 and aarch64), `cN`
@@ -59,8 +72,8 @@
 -- No write is atomic with respect to other processes: guard records with a
 -- mutex, or use the segment's atomics for counters.
 --
--- Layout tables expose `fields`, `size`, `align` and `name`; treat them as
--- read-only.
+-- Layout tables expose `fields`, `size`, `align`, `name`, `packed` and
+-- `aligned`; treat them as read-only.
 -- @module sysvshm.layout
 
 local M = {}
@@ -620,30 +633,68 @@ local function isident(s)
   return type(s) == "string" and s:match("^[%a_][%w_]*$") ~= nil
 end
 
+-- The largest alignment an `aligned` attribute may ask for (GCC's limit
+-- for a type on ELF targets).
+local MAXATTRALIGN = 1 << 28
+
+local function ispow2(v)
+  return mtype(v) == "integer" and v >= 1 and v <= MAXATTRALIGN and v & (v - 1) == 0
+end
+
 --- Make a struct layout.
 -- @tparam table fields a sequence of `{name, type [, count]}`: `name` a C
 --   identifier, unique in the struct; `type` a type code (see above) or a
---   layout; `count`, for an array, its number of elements (>= 1)
+--   layout; `count`, for an array, its number of elements (>= 1); optional
+--   keys `aligned` and `packed` (see Attributes above)
 -- @tparam[opt] string name the struct's C tag (a C identifier), used by
 --   `cdecl` and in messages; a nested layout with a name is declared as
 --   `struct name` of its own
+-- @tparam[opt] table opts `packed` (boolean) and `aligned` (a power of two
+--   up to 2^28): the GCC attributes of the whole struct (see Attributes
+--   above)
 -- @treturn layout with `fields` (the field records, in order), `size`,
---   `align` and `name`. A field record has `name`, `type` (the sized type
+--   `align`, `name`, and `packed` and `aligned` as given. A field record has `name`, `type` (the sized type
 --   code, e.g. `"i2"` for `"h"`, `"c16"`, or the nested layout), `count`
 --   (nil unless an array), `offset`, `size` (in bytes, all elements),
 --   `align`, `elemsize` (one element), `kind` (`"int"`, `"uint"`,
 --   `"float"`, `"char"` or `"struct"`), `fmt` (the pack format of one
 --   element, e.g. `"=i8"`; nil for structs), `ctype` (C type of one element,
---   nil for an anonymous struct) and `index` (its position in `fields`);
---   other keys are private.
+--   nil for an anonymous struct), `index` (its position in `fields`),
+--   `packed` and `aligned` as given (`packed` only where it changes the
+--   placement: nil for a member aligned to 1 anyway) and, in layouts made
+--   by `cdef`, `cdims`: C's array dimensions when there are several
+--   (`{2, 3}` for `int a[2][3]`; `cdecl` writes them back); other keys are
+--   private.
 -- @usage local Point = layout.struct({{"x", "d"}, {"y", "d"}}, "point")
 -- local Shape = layout.struct{{"n", "I4"}, {"pts", Point, 8}, {"label", "c12"}}
-function M.struct(fields, name)
+function M.struct(fields, name, opts)
   if type(fields) ~= "table" then
     error(sformat("struct expects a table of fields, got %s", describe(fields)), 2)
   end
   if name ~= nil and not isident(name) then
     error(sformat("struct name must be a C identifier, got %s", describe(name)), 2)
+  end
+  local packed, aligned
+  if opts ~= nil then
+    if type(opts) ~= "table" then
+      error(sformat("struct options must be a table, got %s", describe(opts)), 2)
+    end
+    for k, v in pairs(opts) do
+      if k == "packed" then
+        if type(v) ~= "boolean" then
+          error(sformat("struct option packed must be a boolean, got %s", describe(v)), 2)
+        end
+        packed = v or nil
+      elseif k == "aligned" then
+        if not ispow2(v) then
+          error(sformat("struct option aligned must be a power of two from 1 to %d, got %s",
+                        MAXATTRALIGN, describe(v)), 2)
+        end
+        aligned = v
+      else
+        error(sformat("unknown struct option %s (expected packed, aligned)", tostring(k)), 2)
+      end
+    end
   end
   local n = #fields
   if n == 0 then
@@ -662,8 +713,9 @@ function M.struct(fields, name)
       error(sformat("field #%d must be a table {name, type [, count]}, got %s", i, describe(e)), 2)
     end
     for k in pairs(e) do
-      if k ~= 1 and k ~= 2 and k ~= 3 then
-        error(sformat("field #%d: unexpected key %s (expected {name, type [, count]})", i, tostring(k)), 2)
+      if k ~= 1 and k ~= 2 and k ~= 3 and k ~= "aligned" and k ~= "packed" then
+        error(sformat("field #%d: unexpected key %s (expected {name, type [, count]}, aligned, packed)",
+                      i, tostring(k)), 2)
       end
     end
     local fname, ftype, count = e[1], e[2], e[3]
@@ -698,6 +750,24 @@ function M.struct(fields, name)
       end
       f.count = count
     end
+    -- The attributes, as GCC places them: packed lowers the member's
+    -- alignment to 1, aligned(N) raises it to N.
+    local fpacked, faligned = e.packed, e.aligned
+    if fpacked ~= nil and type(fpacked) ~= "boolean" then
+      error(sformat("field '%s': packed must be a boolean, got %s", fname, describe(fpacked)), 2)
+    end
+    if faligned ~= nil and not ispow2(faligned) then
+      error(sformat("field '%s': aligned must be a power of two from 1 to %d, got %s",
+                    fname, MAXATTRALIGN, describe(faligned)), 2)
+    end
+    f.packed = (fpacked and f.align > 1) or nil -- nothing to pack otherwise
+    f.aligned = faligned
+    if fpacked or packed then
+      f.align = 1
+    end
+    if faligned and faligned > f.align then
+      f.align = faligned
+    end
     f.elem = f.access -- how one element is accessed
     if count ~= nil then
       f.access = ARRAY
@@ -725,6 +795,9 @@ function M.struct(fields, name)
     list[i] = f
     byname[fname] = f
   end
+  if aligned and aligned > align then
+    align = aligned
+  end
   if pos > maxinteger - (align - 1) then
     error(sformat("struct of %d bytes cannot be padded to its alignment (%d) within %d bytes (too large)",
                   pos, align, maxinteger), 2)
@@ -734,6 +807,8 @@ function M.struct(fields, name)
     size = (pos + align - 1) // align * align,
     align = align,
     name = name,
+    packed = packed,
+    aligned = aligned,
     [BYNAME] = byname,
   }, LayoutMT)
   L[VIEWMT] = makeviewmt(L)
@@ -879,20 +954,51 @@ local function checkcname(s, what)
   end
 end
 
+-- The GCC attribute list of a struct (L) or field (f) record, with a
+-- leading space, or "". A packed member whose type is aligned to 1 anyway
+-- says nothing (GCC warns that the attribute is ignored there).
+local function attributes(r, natural)
+  local a = {}
+  if r.packed and natural ~= 1 then
+    a[#a + 1] = "packed"
+  end
+  if r.aligned then
+    a[#a + 1] = sformat("aligned(%d)", r.aligned)
+  end
+  if #a == 0 then
+    return ""
+  end
+  return " __attribute__((" .. concat(a, ", ") .. "))"
+end
+
+-- The alignment of field f's type, before attributes.
+local function naturalalign(f)
+  if f.kind == "struct" then
+    return f.type.align
+  elseif f.kind == "char" then
+    return 1
+  end
+  return alignof(f.elemsize)
+end
+
 -- The member declarations of L, indented, into out.
 local function members(L, out, indent)
   for _, f in ipairs(L.fields) do
     checkcname(f.name, "field name")
     local dims = f.count and sformat("[%d]", f.count) or ""
+    if f.cdims then -- C's dimensions, from cdef
+      dims = sformat(srep("[%d]", #f.cdims), table.unpack(f.cdims))
+    end
     if f.kind == "char" then
       dims = dims .. sformat("[%d]", f.elemsize)
     end
+    local attrs = attributes(f, naturalalign(f))
     if f.kind == "struct" and not f.type.name then
-      out[#out + 1] = indent .. "struct {"
+      out[#out + 1] = indent .. "struct" .. attributes(f.type) .. " {"
       members(f.type, out, indent .. "  ")
-      out[#out + 1] = sformat("%s} %s%s;", indent, f.name, dims)
+      out[#out + 1] = sformat("%s} %s%s%s;", indent, f.name, dims, attrs)
     else
-      out[#out + 1] = sformat("%s%s %s%s;", indent, f.ctype, f.name, dims)
+      out[#out + 1] = sformat("%s%s %s%s%s;", indent, f.ctype, f.name, dims, attrs)
     end
   end
 end
@@ -937,7 +1043,7 @@ local function emit(L, tag, out, done)
   local guard = "SYSVSHM_STRUCT_" .. tag
   out[#out + 1] = "#ifndef " .. guard
   out[#out + 1] = "#define " .. guard
-  out[#out + 1] = sformat("struct %s { /* %d bytes, aligned to %d */", tag, L.size, L.align)
+  out[#out + 1] = sformat("struct%s %s { /* %d bytes, aligned to %d */", attributes(L), tag, L.size, L.align)
   members(L, out, "  ")
   out[#out + 1] = "};"
   asserts(L, tag, out, "", 0)
@@ -949,7 +1055,8 @@ end
 --- C source declaring the same struct, for a C peer: stdint.h types
 -- (`int32_t`, `uint8_t`, ...; `float`, `double`, `char name[N]`), arrays,
 -- the named nested structs first, and `_Static_assert`s of every field's
--- offset and of `sizeof` (valid C11). Each struct is wrapped in an
+-- offset and of `sizeof` (valid C11; GNU C when the layout has `packed`
+-- or `aligned`, written as `__attribute__((...))`). Each struct is wrapped in an
 -- `#ifndef SYSVSHM_STRUCT_<tag>` guard, so several declarations can share
 -- one file or header.
 -- @tparam[opt] string name the struct tag (default: the layout's name)
@@ -972,6 +1079,88 @@ function Layout:cdecl(name)
     error(err, 2)
   end
   return concat(out, "\n")
+end
+
+--- Layouts from C declarations: read the structs of a C header (the one
+-- the C peer compiles) and make the layouts `struct` would make for them,
+-- so that nothing is typed twice.
+--
+-- **What it reads.** `struct tag { ... };`, `typedef struct [tag] { ... }
+-- name;` and `typedef` names of other types (`typedef uint32_t id_t;`,
+-- `typedef char label_t[16];`); members of the `<stdint.h>` types
+-- (`intN_t`, `uintN_t`, `int_leastN_t`, `intmax_t`, `intptr_t` and the
+-- unsigned ones), `char`, `short`, `int`, `long`, `long long` signed and
+-- unsigned (`signed`, `unsigned`, `short int`, ... in any order), `float`,
+-- `double`, `size_t`, `ssize_t`, `ptrdiff_t`, `bool` and `_Bool`; fixed
+-- arrays, also multi-dimensional; nested structs, defined inside a struct
+-- (named or not) or before it (`struct point p;`, or its typedef name);
+-- several declarators in one member (`int a, b[4];`); `const` and
+-- `volatile` (ignored); `__attribute__((packed))` and
+-- `__attribute__((aligned(N)))` on a struct (`struct __attribute__((...))
+-- tag {` or after the closing brace) or on a member (before its type or
+-- after its declarator), placed as GCC places them. Comments are skipped,
+-- and so are preprocessor lines, except that an object-like `#define NAME
+-- <integer expression>` may give an array size or an alignment (`char
+-- name[NAME_LEN];`; sizes are integer constant expressions with `+ - * /
+-- %` and parentheses). `_Static_assert`s (as `cdecl` writes them), enum
+-- and union definitions, function prototypes and definitions, variable
+-- declarations and `extern "C" {` blocks are skipped, as they declare no
+-- layout.
+--
+-- **How C types map to field types.** `char x[N]` is the text field `cN`
+-- (`char x` alone is `c1`); `char x[M][N]` is an array of M `cN`.
+-- `signed char`, `unsigned char`, `int8_t` and `uint8_t` are the integers
+-- `i1` and `I1` (and their arrays are arrays of integers); `bool` is `I1`;
+-- the other integers are `iN` or `IN` of their size on this platform
+-- (`long` is `i8` on x86_64), `float` is `f` and `double` `d`. A
+-- multi-dimensional array that is not of `char` is flattened into one
+-- array in C's (row-major) order: `int a[2][3]` is `{"a", "i4", 6}`, and
+-- C's `a[i][j]` is element `i*3 + j + 1` of the view. `struct tag` types
+-- keep their tag as the layout's name; a struct known only by its typedef
+-- name takes that name.
+--
+-- **What it refuses**, raising "line N: reason": pointers (members,
+-- function pointers, and typedefs of them when used: a pointer means
+-- nothing in another process), flexible array members (`int x[];`) and
+-- zero-length arrays, bit-fields (their placement is up to the compiler:
+-- declare the whole integer and mask it), unions and enums as member types,
+-- `long double`, `_Complex`, `_Atomic`, `_Alignas`, `int_fastN_t` (its size
+-- differs between C libraries), other attributes, attributes on a typedef
+-- name, members without a name (anonymous structs and unions), a struct
+-- used before it is defined, and anything `struct` refuses (a duplicate
+-- field name, for one).
+--
+-- The round trip is exact: `layout.cdef(L:cdecl())` has the same fields
+-- (names, types, counts), offsets, size and alignment as L. A spec compiles
+-- a corpus of hand-written and randomly generated declarations with the C
+-- compiler and compares every offset and size.
+-- @tparam string text C declarations
+-- @tparam[opt] string name the struct to return: a struct tag or typedef
+--   name of the text; without it, the one struct of the text that no other
+--   struct uses (an error if there are several)
+-- @treturn layout the struct's layout
+-- @treturn table every struct of the text by tag and typedef name
+-- @raise "line N: reason" for what cannot be read or shared, or when the
+--   struct asked for is not in the text
+-- @usage local Rec = layout.cdef([[
+--   #include <stdint.h>
+--   struct record { uint32_t magic; int64_t count; char name[16];
+--                   double samples[8]; };
+-- ]])
+-- print(Rec.size, Rec:offset("samples"))  --> 96  32
+-- @usage local all = select(2, layout.cdef(io.open("shared.h"):read("a"), "record"))
+function M.cdef(text, name)
+  if type(text) ~= "string" then
+    error(sformat("cdef expects C declarations as a string, got %s", describe(text)), 2)
+  end
+  if name ~= nil and not isident(name) then
+    error(sformat("cdef: struct name must be a C identifier, got %s", describe(name)), 2)
+  end
+  local L, all = require("sysvshm.cdef").cdef(text, name)
+  if L == nil then
+    error(all, 2)
+  end
+  return L, all
 end
 
 LayoutMT.__tostring = function(L)
