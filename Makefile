@@ -26,6 +26,7 @@ HDRS    = $(wildcard src/*.h)
 BUILD   = build
 MODULE  = $(BUILD)/sysvshm/core.so
 LUAMODS = $(wildcard lua/sysvshm/*.lua)
+TESTMODS = $(wildcard lua/sysvshm/testing/*.lua)
 DEMOS   = $(wildcard lua/demo/*.lua)
 
 # Lua 5.4 finds the in-tree build through the 5.4-only variables, which
@@ -91,9 +92,11 @@ bench: $(MODULE)
 	sh bench/run.sh
 
 install: $(MODULE)
-	install -d $(DESTDIR)$(LUA_LIBDIR)/sysvshm $(DESTDIR)$(LUA_SHAREDIR)/sysvshm/demo $(DESTDIR)$(PREFIX)/bin
+	install -d $(DESTDIR)$(LUA_LIBDIR)/sysvshm $(DESTDIR)$(LUA_SHAREDIR)/sysvshm/demo \
+	  $(DESTDIR)$(LUA_SHAREDIR)/sysvshm/testing $(DESTDIR)$(PREFIX)/bin
 	install -m 0755 $(MODULE) $(DESTDIR)$(LUA_LIBDIR)/sysvshm/core.so
 	install -m 0644 $(LUAMODS) $(DESTDIR)$(LUA_SHAREDIR)/sysvshm/
+	install -m 0644 $(TESTMODS) $(DESTDIR)$(LUA_SHAREDIR)/sysvshm/testing/
 	install -m 0644 $(DEMOS) $(DESTDIR)$(LUA_SHAREDIR)/sysvshm/demo/
 	install -m 0755 bin/sysvshm $(DESTDIR)$(PREFIX)/bin/sysvshm
 

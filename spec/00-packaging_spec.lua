@@ -44,7 +44,7 @@ describe("packaging", function()
       if type(src) == "string" then listed[#listed + 1] = src
       else assert.equal("sysvshm.core", name) end
     end
-    assert.same(sorted(lines_of("ls lua/sysvshm/*.lua lua/demo/*.lua")), sorted(listed))
+    assert.same(sorted(lines_of("ls lua/sysvshm/*.lua lua/sysvshm/testing/*.lua lua/demo/*.lua")), sorted(listed))
   end)
 
   it("reports the rockspec's version as _VERSION", function()

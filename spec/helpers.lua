@@ -15,11 +15,15 @@
 -- the Lua 5.1 launcher of busted would read too); `h.run_lua_as_nobody`
 -- does the same as user nobody through setpriv, after `h.nobody_ok()`
 -- said it can.  `h.spawn(code, ...)` starts one that runs alongside the
--- test (several at once), killed by `h.cleanup` if still running.
+-- test (several at once), killed by `h.cleanup` if still running: it is
+-- sysvshm.testing's `spawn` (the public module, `h.testing`), with the
+-- in-tree paths and the methods the specs were written against.
 local M = {}
 
 local shm = require "sysvshm"
+local testing = require "sysvshm.testing"
 M.shm = shm
+M.testing = testing
 
 -- ---- environment skips -----------------------------------------------------
 
@@ -119,15 +123,9 @@ function M.uid()
 end
 
 --- Call cond() until it returns a true value or `seconds` (default 10)
--- pass, sleeping 2 ms between calls; returns its last value.
+-- pass (`testing.poll`); returns its last value.
 function M.poll(cond, seconds)
-  local deadline = shm.clock() + (seconds or 10)
-  repeat
-    local v = cond()
-    if v then return v end
-    shm.sleep(0.002)
-  until shm.clock() > deadline
-  return cond()
+  return testing.poll(cond, seconds or 10)
 end
 
 --- As `poll`, but raises "timed out waiting for <what>" (with ": " and
@@ -185,13 +183,12 @@ function M.release(id)
   assert(shm.remove(id))
 end
 
-local stop_children -- below, with the children
-
---- Kill the children still running (`h.spawn`), detach every tracked
+--- Kill and reap the children still running (`h.spawn`, through
+-- `testing.cleanup`, with whatever else sysvshm.testing made), detach every tracked
 -- attachment, remove every tracked segment and delete the temporary files.
 -- Never raises; use as `after_each(h.cleanup)`.
 function M.cleanup()
-  stop_children()
+  testing.cleanup()
   for seg in pairs(segs) do
     pcall(seg.detach, seg)
     segs[seg] = nil
@@ -392,68 +389,43 @@ end
 
 -- ---- children running alongside the test ----------------------------------
 
+-- sysvshm.testing starts them (the one implementation; its children write
+-- to a file, so reading one never blocks past a timeout); these keep the
+-- API the specs were written against.
+
 --- Seconds a child of `h.spawn` may live before it is killed.
 M.CHILD_LIMIT = 60
 
-local Child = {}
+local Child = setmetatable({}, { __index = testing.Child })
 Child.__index = Child
-local live = {} -- children not joined yet
 
 --- Start a Lua chunk at once in a new lua5.4 process that finds the in-tree
--- build (io.popen: several run concurrently with the test); it gets the
--- arguments as strings in `...` and `arg`; its stderr joins its stdout.
--- A child that prints a line "pid N" first lets `kill` and `waitpid` work.
--- Returns a child: `:line()`, `:expect(pattern)`, `:fields(word)`,
--- `:join()` (sets ok, how, code), `:output()`, `:said()`, `:kill()`.
+-- build, from the repository root (`testing.spawn` with this file's paths);
+-- it gets the arguments as strings in `...` and `arg`; its stderr joins its
+-- stdout.  A child that prints a line "pid N" first lets `waitpid` wait
+-- for that line.  Returns a child: `testing.Child`'s methods, plus
+-- `:fields(word)`, `:join()` (sets ok, how, code), `:said()`, `:waitpid()`,
+-- and a `:kill()` that also joins.  Killed and reaped when the test ends.
 function M.spawn(code, ...)
   return M.spawn_limited(M.CHILD_LIMIT, code, ...)
 end
 
 --- As `spawn`, killed (SIGKILL) after `limit` seconds instead.
 function M.spawn_limited(limit, code, ...)
-  local file = M.tmpfile()
-  local f = assert(io.open(file, "w"))
-  f:write(code)
-  f:close()
-  local args = {}
-  for i = 1, select("#", ...) do args[i] = M.quote(tostring((select(i, ...)))) end
-  -- The shell prints its pid, which `exec` hands on to `timeout`, the
-  -- leader of a process group holding the interpreter.
-  local cmd = ("echo $$; cd %s && exec %stimeout -s KILL %d %s %s %s 2>&1"):format(
-    M.quote(M.root), lua_vars(), limit, M.lua, M.quote(file), table.concat(args, " "))
-  local fh = assert(io.popen(cmd, "r"))
-  local child = setmetatable({ fh = fh, out = {}, pos = 0 }, Child)
-  child.tpid = math.tointeger(tonumber(fh:read("l")))
-  live[child] = true
-  return child
+  local child = testing.spawn({ code = code, args = table.pack(...), limit = limit, cwd = M.root,
+                                path = M.lua_path, cpath = M.lua_cpath, lua = M.lua })
+  return setmetatable(child, Child)
 end
 
 --- The next line of output, or nil at the end (lines already read by
 -- `join` are handed out again in order).  Notes the pid of a "pid N" line.
-function Child:line()
-  self.pos = self.pos + 1
-  if self.out[self.pos] then return self.out[self.pos] end
-  local l = not self.joined and self.fh:read("l") or nil
+function Child:line(timeout)
+  local l, why = testing.Child.line(self, timeout)
   if l then
-    self.out[#self.out + 1] = l
-    self.pid = self.pid or math.tointeger(tonumber(l:match("^pid (%d+)$")))
-  else
-    self.pos = self.pos - 1
+    self.printed_pid = self.printed_pid or math.tointeger(tonumber(l:match("^pid (%d+)$")))
+    self.pid = self.pid or self.printed_pid -- the same process as testing's
   end
-  return l
-end
-
---- Read lines until one matches pattern; its captures.  Raises at the end
--- of the output.
-function Child:expect(pattern)
-  while true do
-    local l = self:line()
-    if l == nil then
-      error(("child ended without a line matching %q; output:\n%s"):format(
-        pattern, self:output()), 2)
-    end
-    if l:match(pattern) then return l:match(pattern) end
-  end
+  return l, why
 end
 
 --- The key=value pairs of a line, as a table (integers converted).
@@ -471,28 +443,17 @@ end
 
 --- The child's pid, from its "pid N" line (read up to it).
 function Child:waitpid()
-  while not self.pid and self:line() do end
-  assert(self.pid, "no pid from the child: " .. self:output())
-  return self.pid
+  while not self.printed_pid and self:line() do end
+  assert(self.printed_pid, "no pid from the child: " .. self:output())
+  return self.printed_pid
 end
 
---- Wait for the end; sets ok (true for exit status 0), how and code as
--- io.close does.  Returns self.
+--- Wait for the end; sets ok (true for exit status 0), how and code.
+-- Returns self.
 function Child:join()
-  if self.joined then return self end
-  local pos = self.pos
-  while self:line() do end
-  self.pos = pos
-  self.ok, self.how, self.code = self.fh:close()
+  self:wait()
   self.ok = self.ok == true
-  self.joined = true
-  live[self] = nil
   return self
-end
-
---- Everything the child printed so far, lines joined by newlines.
-function Child:output()
-  return table.concat(self.out, "\n")
 end
 
 --- What the child printed besides its "pid N" line, each line ending in a
@@ -516,20 +477,10 @@ end
 -- sets `killed`, and `sent` to whether the signal found the process.
 -- Returns self.
 function Child:kill()
-  self.sent = os.execute("kill -KILL " .. self:waitpid() .. " 2>/dev/null") == true
+  self:waitpid()
+  self.sent = testing.Child.kill(self, "KILL")
   self.killed = true
   return self:join()
-end
-
-function stop_children()
-  for child in pairs(live) do
-    if child.tpid then
-      os.execute(("kill -KILL -%d %d 2>/dev/null"):format(child.tpid, child.tpid))
-    end
-    if child.pid then os.execute("kill -KILL " .. child.pid .. " 2>/dev/null") end
-    pcall(child.fh.close, child.fh)
-    live[child] = nil
-  end
 end
 
 --- A one-line description of a child result, for assertion messages.
