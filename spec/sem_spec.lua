@@ -528,7 +528,8 @@ describe("demos", function()
   end
 
   for _, d in ipairs({ { "counter.lua", "--procs 3 --count 100000000", 4 },
-                       { "pipeline.lua", "--producers 2 --consumers 2 --messages 1000000000 --size 64", 5 } }) do
+                       { "pipeline.lua", "--producers 2 --consumers 2 --messages 1000000000 --size 64", 5 },
+                       { "ratelimit.lua", "--workers 3 --seconds 60", 4 } }) do
     it(d[1] .. " leaves no segment when every process is SIGKILLed", function()
       -- no 5.4 paths: the demo finds the in-tree build itself, and so do
       -- the workers it starts with its own interpreter (arg[-1]), which

@@ -115,9 +115,9 @@ end
 -- live TTL seconds), twice over: no live counter is ever evicted.
 local alive = opts.clients * (math.ceil(TTL / opts.window) + 2)
 local size = math.max(1 << 20, alive * 2 * 96)
-local id = assert(shm.create(shm.IPC_PRIVATE, size))
-local seg <close> = assert(shm.attach(id))
-assert(shm.remove(id)) -- goes with the last detach, even if we are killed
+-- attached and already marked for removal: it goes with the last detach,
+-- even if every process is killed
+local seg <close>, id = assert(shm.private(size))
 local d = dict.new(seg)
 
 local lua = arg[-1] or "lua5.4"
