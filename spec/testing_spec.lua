@@ -254,7 +254,11 @@ describe("sysvshm.testing.busted, on the example user project", function()
   local function run_fixture(prefix, direct)
     return h.sh("cd " .. h.quote(dir) .. " && " .. (prefix or "")
       .. "env -u LUA_INIT -u LUA_INIT_5_4 -u SYSVSHM_TESTING_NS"
-      .. " LUA_PATH_5_4=" .. h.quote(h.lua_path) .. " LUA_CPATH_5_4=" .. h.quote(h.lua_cpath)
+      -- the plain in-tree build, not a gate's: the helper starts busted
+      -- again from /proc/self/cmdline, the real lua5.4, without a gate's
+      -- wrapper (and its preloaded sanitizer runtime)
+      .. " LUA_PATH_5_4=" .. h.quote(h.lua_path)
+      .. " LUA_CPATH_5_4=" .. h.quote(h.root .. "/build/?.so;;")
       .. (direct and " lua5.4 \"$(command -v busted)\" --ignore-lua " .. direct or " busted --lua=lua5.4")
       .. " -o plainTerminal")
   end
