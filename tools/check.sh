@@ -52,6 +52,8 @@
 #   CHECK_VALGRIND_SKIP   tests left out under valgrind (busted
 #                         --filter-out patterns, space-separated; default:
 #                         three tests that valgrind itself breaks, below)
+#   CHECK_VALGRIND_CHILDREN=1  run the tests' child processes under
+#                         valgrind too (default: only the test process)
 #   CHECK_VALGRIND_EXCLUDE_TAGS  busted tags left out under valgrind
 #                         (default: stress, the multi-process stress tests)
 #   CHECK_SAN_EXTRA       more flags for the sanitizer build (e.g.
@@ -89,6 +91,7 @@ CHECK_KEEP_GOING=${CHECK_KEEP_GOING:-1}
 # The multi-process stress tests (tagged #stress: many children, each ~50x
 # slower under valgrind) run under ASan and in make test, not valgrind.
 CHECK_VALGRIND_EXCLUDE_TAGS=${CHECK_VALGRIND_EXCLUDE_TAGS-stress}
+CHECK_VALGRIND_CHILDREN=${CHECK_VALGRIND_CHILDREN:-0}
 CHECK_VALGRIND_SKIP=${CHECK_VALGRIND_SKIP-reader.stops.quietly.on.SIGINT shows.every.field,.the.numbers.readable.too shows.a.segment.as.ipcs removes.the.segment.it.created.when.it.cannot.print Ctrl.C.interrupts wakes.a.sender.sleeping.on.a.full.channel writer/reader.runs.end.to.end}
 SUITE_ARGS=""
 CC=${CC:-cc}
@@ -361,13 +364,20 @@ gate_valgrind() {
   # without valgrind: for a segment the caller may not read, valgrind's
   # shmat makes the call fail with EINVAL instead of the kernel's EACCES
   # (it asks IPC_STAT for the size first), so those specs would fail.
+  # The children the tests start run without valgrind too, unless
+  # CHECK_VALGRIND_CHILDREN=1: the test process runs every call of the
+  # suite under valgrind, the children run the same code under ASan in the
+  # asan gate, and a lua5.4 under valgrind takes seconds to start (with
+  # children under valgrind the gate took over 9 minutes here).
+  nowrap=""
+  [ "$CHECK_VALGRIND_CHILDREN" = 1 ] || nowrap="SYSVSHM_NO_WRAP=1 "
   mkdir -p "$bdir/bin"
   wrapper="$bdir/bin/lua5.4"
   cat >"$wrapper" <<EOF
 #!/bin/sh
 [ -z "\${SYSVSHM_NO_WRAP:-}" ] || exec "$LUA54" "\$@"
 [ "\$(id -u)" = "$(id -u)" ] || exec "$LUA54" "\$@"
-exec valgrind -q --error-exitcode=1 --leak-check=full \\
+${nowrap}exec valgrind -q --error-exitcode=1 --leak-check=full \\
   --show-leak-kinds=definite --errors-for-leak-kinds=definite \\
   --suppressions="$ROOT/tools/valgrind.supp" \\
   --log-file="$logs/vg.%p" "$LUA54" "\$@"
