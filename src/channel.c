@@ -66,6 +66,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "pack.h"
 #include "sysvshm.h"
 
 #define CHANNEL_TNAME "sysvshm.channel"

@@ -30,6 +30,7 @@
 
 #include <sys/types.h>
 
+#include "pack.h"
 #include "sysvshm.h"
 
 /* ---- argument checkers -------------------------------------------------- */
