@@ -1425,4 +1425,9 @@ void channel_open(lua_State *L) {
   lua_setfield(L, -5, "channel_new");
   lua_pushcclosure(L, ch_open, 2);
   lua_setfield(L, -3, "channel_open");
+
+  lua_pushinteger(L, CH_HEADER); /* channel.lua's HEADER and MIN_SIZE */
+  lua_setfield(L, -3, "CHANNEL_HEADER");
+  lua_pushinteger(L, CH_MIN_REGION);
+  lua_setfield(L, -3, "CHANNEL_MIN_SIZE");
 }

@@ -1602,4 +1602,7 @@ void dict_open_module(lua_State *L) {
   lua_setfield(L, -5, "dict_new");
   lua_pushcclosure(L, d_open, 2);
   lua_setfield(L, -3, "dict_open");
+
+  lua_pushinteger(L, DICT_MIN_REGION); /* dict.lua's MIN_SIZE */
+  lua_setfield(L, -3, "DICT_MIN_SIZE");
 }
