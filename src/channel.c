@@ -1336,19 +1336,9 @@ static Channel *ch_push(lua_State *L, Segment *s, size_t off, size_t region) {
 static int ch_new(lua_State *L) {
   Segment *s = seg_checkw(L, 1);
   size_t off = lua_isnoneornil(L, 2) ? 0 : shmL_checkaligned(L, 2, s, 0, CH_ALIGN);
-  size_t region = s->size - off;
+  size_t region = shmL_optregion(L, 3, s, off);
   ChHeader *h;
   Channel *c;
-
-  if (!lua_isnoneornil(L, 3)) {
-    lua_Integer n = shmL_checkint(L, 3);
-
-    if (n < 0)
-      luaL_argerror(L, 3, "size must not be negative");
-
-    shmL_checkrange(L, 3, s, off, (size_t)n);
-    region = (size_t)n;
-  }
 
   if (region < CH_MIN_REGION)
     luaL_argerror(L, lua_isnoneornil(L, 3) ? 2 : 3,

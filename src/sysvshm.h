@@ -160,6 +160,10 @@ static inline void shmL_checkrange(lua_State *L, int arg, const Segment *s,
     shmL_rangefail(L, arg, s, off, len);
 }
 
+/* segment.c: the size argument of a region's constructor at arg (none or
+ * nil: the rest of s after off, which must be <= s->size) */
+size_t shmL_optregion(lua_State *L, int arg, const Segment *s, size_t off);
+
 /* pack.c: see pack.h */
 
 /* sync.c: with the module table at -2 and the segment metatable at -1 */
