@@ -50,6 +50,27 @@ describe("sysvshm module", function()
     end
   end)
 
+  it("exports only what its documentation names (no internals of the core)", function()
+    local documented = {}
+    local function read(path)
+      local f = assert(io.open(h.root .. "/" .. path))
+      local text = f:read("a")
+      f:close()
+      return text
+    end
+    for name in read("lua/sysvshm/init.lua"):gmatch("@field ([%w_]+)") do
+      documented[name] = true
+    end
+    for _, file in ipairs { "src/core.c", "src/sync.c" } do
+      for name in read(file):gmatch("@function ([%w_]+)%s") do documented[name] = true end
+    end
+    for name in pairs(shm) do
+      assert.is_true(documented[name] == true, "undocumented export " .. tostring(name))
+    end
+    assert.is_nil(shm.channel_new)
+    assert.is_nil(shm.dict_open)
+  end)
+
   it("has a _VERSION naming the module and the rockspec's version", function()
     assert.is_string(shm._VERSION)
     local f = assert(io.open(h.root .. "/sysvshm-scm-1.rockspec"))

@@ -66,6 +66,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "pack.h"
 #include "sysvshm.h"
 
 #define CHANNEL_TNAME "sysvshm.channel"
@@ -1335,19 +1336,9 @@ static Channel *ch_push(lua_State *L, Segment *s, size_t off, size_t region) {
 static int ch_new(lua_State *L) {
   Segment *s = seg_checkw(L, 1);
   size_t off = lua_isnoneornil(L, 2) ? 0 : shmL_checkaligned(L, 2, s, 0, CH_ALIGN);
-  size_t region = s->size - off;
+  size_t region = shmL_optregion(L, 3, s, off);
   ChHeader *h;
   Channel *c;
-
-  if (!lua_isnoneornil(L, 3)) {
-    lua_Integer n = shmL_checkint(L, 3);
-
-    if (n < 0)
-      luaL_argerror(L, 3, "size must not be negative");
-
-    shmL_checkrange(L, 3, s, off, (size_t)n);
-    region = (size_t)n;
-  }
 
   if (region < CH_MIN_REGION)
     luaL_argerror(L, lua_isnoneornil(L, 3) ? 2 : 3,
@@ -1424,4 +1415,9 @@ void channel_open(lua_State *L) {
   lua_setfield(L, -5, "channel_new");
   lua_pushcclosure(L, ch_open, 2);
   lua_setfield(L, -3, "channel_open");
+
+  lua_pushinteger(L, CH_HEADER); /* channel.lua's HEADER and MIN_SIZE */
+  lua_setfield(L, -3, "CHANNEL_HEADER");
+  lua_pushinteger(L, CH_MIN_REGION);
+  lua_setfield(L, -3, "CHANNEL_MIN_SIZE");
 }

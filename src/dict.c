@@ -1520,17 +1520,8 @@ static Dict *dict_push(lua_State *L, Segment *s, size_t off) {
 static int d_new(lua_State *L) {
   Segment *s = seg_checkw(L, 1);
   size_t off = lua_isnoneornil(L, 2) ? 0 : shmL_checkaligned(L, 2, s, 0, DICT_ALIGN);
-  size_t region = s->size - off;
+  size_t region = shmL_optregion(L, 3, s, off);
   Dict *d;
-
-  if (!lua_isnoneornil(L, 3)) {
-    lua_Integer n = shmL_checkint(L, 3);
-
-    if (n < 0)
-      luaL_argerror(L, 3, "size must not be negative");
-    shmL_checkrange(L, 3, s, off, (size_t)n);
-    region = (size_t)n;
-  }
 
   if (region > UINT32_MAX - 8u)
     region = UINT32_MAX - 8u; /* offsets in the region are 32-bit */
@@ -1602,4 +1593,7 @@ void dict_open_module(lua_State *L) {
   lua_setfield(L, -5, "dict_new");
   lua_pushcclosure(L, d_open, 2);
   lua_setfield(L, -3, "dict_open");
+
+  lua_pushinteger(L, DICT_MIN_REGION); /* dict.lua's MIN_SIZE */
+  lua_setfield(L, -3, "DICT_MIN_SIZE");
 }

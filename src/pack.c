@@ -17,11 +17,17 @@
  * reader, the value checks and the writers.
  *
  * unpack reads in one pass, parsing as it goes.  The parser and the readers
- * are inlined into the loops; fixed-size numbers are read and written whole
- * (with a byte swap for the other byte order).
+ * are inlined into the loops.  Byte order is handled as lstrlib.c does
+ * (packint, unpackint, copywithendian), except that a whole lua_Integer is
+ * copied as its bytes.
+ *
+ * Why two paths: with one (each pass parsing as it goes, the write reading
+ * the values again), W8's seg:pack("<i8") took 1058 instructions a call
+ * against 985 with the fast path (callgrind, bench/profile.sh pack: +7.4%,
+ * more than the 5% allowed; bench/NOTES.md).
  *
  * The channel (channel.c: ch:sendpack, ch:recvunpack) uses the same code
- * through sysvshm.h: shm_packcheck (pass 1: check, convert, measure),
+ * through pack.h: shm_packcheck (pass 1: check, convert, measure),
  * shm_packwrite (pass 2: write at any address, positions and alignment
  * relative to a given start), shm_unpack (read from a byte buffer of a
  * given length, mismatches returned rather than raised, so that each
@@ -48,6 +54,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pack.h"
 #include "sysvshm.h"
 
 /* The parser and the per-item readers are inlined into the loops that use
@@ -102,7 +109,7 @@ typedef struct Format {
 } Format;
 
 /* One parsed option of the fast path, and a value of pack converted once
- * (in sysvshm.h, so that callers keep a ShmPacker on their stack). */
+ * (in pack.h, so that callers keep a ShmPacker on their stack). */
 typedef ShmPackItem Item;
 typedef ShmPackValue Value;
 
@@ -315,169 +322,44 @@ HOT int fmt_parse(const char *fmt, Item *items) {
   return n;
 }
 
-/* ---- byte order ---------------------------------------------------------- */
+/* ---- byte order (as lstrlib.c) ------------------------------------------ */
 
-/* Fixed-size loads and stores in either byte order, written byte by byte so
- * that they do not depend on the host's order; compilers turn them into
- * one load or store (and a byte swap for the other order). */
-HOT uint32_t ld32(const unsigned char *p, int little) {
-  if (little)
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-           (uint32_t)p[3] << 24;
-  return (uint32_t)p[3] | (uint32_t)p[2] << 8 | (uint32_t)p[1] << 16 |
-         (uint32_t)p[0] << 24;
-}
-
-HOT uint64_t ld64(const unsigned char *p, int little) {
-  if (little)
-    return (uint64_t)p[0] | (uint64_t)p[1] << 8 | (uint64_t)p[2] << 16 |
-           (uint64_t)p[3] << 24 | (uint64_t)p[4] << 32 | (uint64_t)p[5] << 40 |
-           (uint64_t)p[6] << 48 | (uint64_t)p[7] << 56;
-  return (uint64_t)p[7] | (uint64_t)p[6] << 8 | (uint64_t)p[5] << 16 |
-         (uint64_t)p[4] << 24 | (uint64_t)p[3] << 32 | (uint64_t)p[2] << 40 |
-         (uint64_t)p[1] << 48 | (uint64_t)p[0] << 56;
-}
-
-HOT void st16(unsigned char *p, uint32_t v, int little) {
-  p[little ? 0 : 1] = (unsigned char)v;
-  p[little ? 1 : 0] = (unsigned char)(v >> 8);
-}
-
-HOT void st32(unsigned char *p, uint32_t v, int little) {
-  if (little) {
-    p[0] = (unsigned char)v;
-    p[1] = (unsigned char)(v >> 8);
-    p[2] = (unsigned char)(v >> 16);
-    p[3] = (unsigned char)(v >> 24);
-  } else {
-    p[3] = (unsigned char)v;
-    p[2] = (unsigned char)(v >> 8);
-    p[1] = (unsigned char)(v >> 16);
-    p[0] = (unsigned char)(v >> 24);
-  }
-}
-
-HOT void st64(unsigned char *p, uint64_t v, int little) {
-  if (little) {
-    p[0] = (unsigned char)v;
-    p[1] = (unsigned char)(v >> 8);
-    p[2] = (unsigned char)(v >> 16);
-    p[3] = (unsigned char)(v >> 24);
-    p[4] = (unsigned char)(v >> 32);
-    p[5] = (unsigned char)(v >> 40);
-    p[6] = (unsigned char)(v >> 48);
-    p[7] = (unsigned char)(v >> 56);
-  } else {
-    p[7] = (unsigned char)v;
-    p[6] = (unsigned char)(v >> 8);
-    p[5] = (unsigned char)(v >> 16);
-    p[4] = (unsigned char)(v >> 24);
-    p[3] = (unsigned char)(v >> 32);
-    p[2] = (unsigned char)(v >> 40);
-    p[1] = (unsigned char)(v >> 48);
-    p[0] = (unsigned char)(v >> 56);
-  }
-}
-
-HOT void put_uint(unsigned char *dst, lua_Unsigned v, int little, int size,
-                     int negative) {
-  int i;
-
-  switch (size) {
-  case 1:
-    dst[0] = (unsigned char)v;
-    return;
-  case 2:
-    st16(dst, (uint32_t)v, little);
-    return;
-  case 4:
-    st32(dst, (uint32_t)v, little);
-    return;
-  case 8:
-    if (SZINT == 8) {
-      st64(dst, (uint64_t)v, little);
-      return;
-    }
-    break;
-  default:
-    break;
-  }
-
-  for (i = 0; i < size; i++) {
-    unsigned char byte;
-
-    if (i < SZINT) {
-      byte = (unsigned char)(v & 0xff);
-      v >>= 8;
-    } else {
-      byte = negative ? 0xff : 0; /* sign extension beyond lua_Integer */
-    }
-
-    dst[little ? i : size - 1 - i] = byte;
-  }
-}
-
-static void copy_order(unsigned char *dst, const unsigned char *src, int size,
-                       int little) {
-  int i;
-
+/* size bytes from src to dst, reversed unless little is the host's order
+ * (a float, double, lua_Number or lua_Integer to or from its bytes). */
+HOT void copy_order(unsigned char *dst, const unsigned char *src, int size,
+                    int little) {
   if (little == native_little()) {
     memcpy(dst, src, (size_t)size);
+  } else {
+    dst += size - 1;
+    while (size-- != 0)
+      *(dst--) = *(src++);
+  }
+}
+
+/* v in size bytes, least significant first for little; beyond the size of
+ * lua_Integer, 0xff bytes for a negative v (a sign extension).  A whole
+ * lua_Integer is copied as its bytes: lstrlib's byte loop cost W8's
+ * seg:pack("<i8") 79 more instructions a call (callgrind), and its unpack
+ * 76. */
+HOT void packint(unsigned char *dst, lua_Unsigned v, int little, int size,
+                 int negative) {
+  int i;
+
+  if (size == SZINT) {
+    copy_order(dst, (const unsigned char *)&v, SZINT, little);
     return;
   }
 
-  for (i = 0; i < size; i++)
-    dst[i] = src[size - 1 - i];
-}
-
-/* A float or a double in the given byte order, through an integer of its
- * size when there is one (the usual IEEE sizes), else byte by byte. */
-HOT void put_float(unsigned char *dst, float v, int little) {
-  if (sizeof v == sizeof(uint32_t)) {
-    uint32_t u;
-
-    memcpy(&u, &v, sizeof u);
-    st32(dst, u, little);
-  } else {
-    copy_order(dst, (const unsigned char *)&v, (int)sizeof v, little);
+  dst[little ? 0 : size - 1] = (unsigned char)(v & 0xff);
+  for (i = 1; i < size; i++) {
+    v >>= 8;
+    dst[little ? i : size - 1 - i] = (unsigned char)(v & 0xff);
   }
-}
 
-HOT void put_double(unsigned char *dst, double v, int little) {
-  if (sizeof v == sizeof(uint64_t)) {
-    uint64_t u;
-
-    memcpy(&u, &v, sizeof u);
-    st64(dst, u, little);
-  } else {
-    copy_order(dst, (const unsigned char *)&v, (int)sizeof v, little);
-  }
-}
-
-HOT float get_float(const unsigned char *src, int little) {
-  float v;
-
-  if (sizeof v == sizeof(uint32_t)) {
-    uint32_t u = ld32(src, little);
-
-    memcpy(&v, &u, sizeof v);
-  } else {
-    copy_order((unsigned char *)&v, src, (int)sizeof v, little);
-  }
-  return v;
-}
-
-HOT double get_double(const unsigned char *src, int little) {
-  double v;
-
-  if (sizeof v == sizeof(uint64_t)) {
-    uint64_t u = ld64(src, little);
-
-    memcpy(&v, &u, sizeof v);
-  } else {
-    copy_order((unsigned char *)&v, src, (int)sizeof v, little);
-  }
-  return v;
+  if (negative && size > SZINT)
+    for (i = SZINT; i < size; i++)
+      dst[little ? i : size - 1 - i] = 0xff;
 }
 
 /* A double to float without undefined behaviour: values beyond float's range
@@ -620,24 +502,27 @@ HOT size_t put_value(Kind k, int size, int little, const Value *v,
   switch (k) {
   case K_INT:
   case K_UINT:
-    put_uint(dst, (lua_Unsigned)v->u.i, little, size, k == K_INT && v->u.i < 0);
+    packint(dst, (lua_Unsigned)v->u.i, little, size, k == K_INT && v->u.i < 0);
     break;
 
-  case K_FLOAT:
-    put_float(dst, to_float(v->u.n), little);
+  case K_FLOAT: {
+    float f = to_float(v->u.n);
+
+    copy_order(dst, (const unsigned char *)&f, (int)sizeof f, little);
     break;
+  }
 
   case K_NUMBER:
-    if (sizeof(lua_Number) == sizeof(double))
-      put_double(dst, (double)v->u.n, little);
-    else
-      copy_order(dst, (const unsigned char *)&v->u.n, (int)sizeof v->u.n,
-                 little);
+    copy_order(dst, (const unsigned char *)&v->u.n, (int)sizeof v->u.n,
+               little);
     break;
 
-  case K_DOUBLE:
-    put_double(dst, (double)v->u.n, little);
+  case K_DOUBLE: {
+    double f = (double)v->u.n;
+
+    copy_order(dst, (const unsigned char *)&f, (int)sizeof f, little);
     break;
+  }
 
   case K_CHAR:
     memcpy(dst, v->s, v->len);
@@ -646,7 +531,7 @@ HOT size_t put_value(Kind k, int size, int little, const Value *v,
     break;
 
   case K_STRING:
-    put_uint(dst, (lua_Unsigned)v->len, little, size, 0);
+    packint(dst, (lua_Unsigned)v->len, little, size, 0);
     memcpy(dst + size, v->s, v->len);
     return pad + (size_t)size + v->len;
 
@@ -846,31 +731,21 @@ int seg_pack(lua_State *L) {
 
 /* ---- unpack -------------------------------------------------------------- */
 
-HOT lua_Integer get_int(lua_State *L, const unsigned char *src, int little,
-                           int size, int issigned) {
+/* size bytes at src as an integer (lstrlib.c's unpackint). */
+HOT lua_Integer unpackint(lua_State *L, const unsigned char *src, int little,
+                          int size, int issigned) {
   lua_Unsigned v = 0;
-  int used = size <= SZINT ? size : SZINT;
+  int limit = size <= SZINT ? size : SZINT;
   int i;
 
-  switch (size) {
-  case 1:
-    v = src[0];
-    break;
-  case 2:
-    v = little ? (lua_Unsigned)(src[0] | src[1] << 8)
-               : (lua_Unsigned)(src[1] | src[0] << 8);
-    break;
-  case 4:
-    v = ld32(src, little);
-    break;
-  case 8:
-    if (SZINT == 8)
-      return (lua_Integer)ld64(src, little);
-    /* FALLTHROUGH */
-  default:
-    for (i = used - 1; i >= 0; i--)
-      v = (v << 8) | src[little ? i : size - 1 - i];
-    break;
+  if (size == SZINT) { /* a whole lua_Integer: its bytes (see packint) */
+    copy_order((unsigned char *)&v, src, SZINT, little);
+    return (lua_Integer)v;
+  }
+
+  for (i = limit - 1; i >= 0; i--) {
+    v <<= 8;
+    v |= (lua_Unsigned)src[little ? i : size - 1 - i];
   }
 
   if (size < SZINT) {
@@ -882,7 +757,7 @@ HOT lua_Integer get_int(lua_State *L, const unsigned char *src, int little,
   } else if (size > SZINT) { /* the extra bytes must be a sign extension */
     unsigned char ext = (issigned && (lua_Integer)v < 0) ? 0xff : 0;
 
-    for (i = used; i < size; i++)
+    for (i = limit; i < size; i++)
       if (src[little ? i : size - 1 - i] != ext)
         luaL_error(L, "%d-byte integer does not fit into Lua Integer", size);
   }
@@ -903,34 +778,39 @@ HOT int get_value(lua_State *L, const unsigned char *const *bufp,
   switch (k) {
   case K_INT:
   case K_UINT:
-    lua_pushinteger(L, get_int(L, p, little, size, k == K_INT));
+    lua_pushinteger(L, unpackint(L, p, little, size, k == K_INT));
     break;
 
-  case K_FLOAT:
-    lua_pushnumber(L, (lua_Number)get_float(p, little));
-    break;
+  case K_FLOAT: {
+    float f;
 
-  case K_NUMBER:
-    if (sizeof(lua_Number) == sizeof(double)) {
-      lua_pushnumber(L, (lua_Number)get_double(p, little));
-    } else {
-      lua_Number v;
-
-      copy_order((unsigned char *)&v, p, (int)sizeof v, little);
-      lua_pushnumber(L, v);
-    }
+    copy_order((unsigned char *)&f, p, (int)sizeof f, little);
+    lua_pushnumber(L, (lua_Number)f);
     break;
+  }
 
-  case K_DOUBLE:
-    lua_pushnumber(L, (lua_Number)get_double(p, little));
+  case K_NUMBER: {
+    lua_Number f;
+
+    copy_order((unsigned char *)&f, p, (int)sizeof f, little);
+    lua_pushnumber(L, f);
     break;
+  }
+
+  case K_DOUBLE: {
+    double f;
+
+    copy_order((unsigned char *)&f, p, (int)sizeof f, little);
+    lua_pushnumber(L, (lua_Number)f);
+    break;
+  }
 
   case K_CHAR:
     lua_pushlstring(L, (const char *)p, (size_t)size);
     break;
 
   case K_STRING: {
-    lua_Unsigned len = (lua_Unsigned)get_int(L, p, little, size, 0);
+    lua_Unsigned len = (lua_Unsigned)unpackint(L, p, little, size, 0);
 
     if (len > *sizep - *pos - (size_t)size)
       fail(L, SHM_UNPACK_SHORT, *pos, ud);

@@ -30,6 +30,7 @@
 
 #include <sys/types.h>
 
+#include "pack.h"
 #include "sysvshm.h"
 
 /* ---- argument checkers -------------------------------------------------- */
@@ -92,6 +93,22 @@ static size_t checklength(lua_State *L, int arg) {
     luaL_argerror(L, arg, "length must not be negative");
 
   return (size_t)v;
+}
+
+/* The size argument of a region's constructor (channel_new, dict_new):
+ * checked to fit in s from off, or the rest of s when it is none or nil. */
+size_t shmL_optregion(lua_State *L, int arg, const Segment *s, size_t off) {
+  lua_Integer n;
+
+  if (lua_isnoneornil(L, arg))
+    return s->size - off;
+
+  n = shmL_checkint(L, arg);
+  if (n < 0)
+    luaL_argerror(L, arg, "size must not be negative");
+
+  shmL_checkrange(L, arg, s, off, (size_t)n);
+  return (size_t)n;
 }
 
 /* A byte value: an integer 0..255 or a one-character string. */

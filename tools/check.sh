@@ -283,6 +283,25 @@ gate_werror() {
   fi
 }
 
+# The gates check themselves: whether the lua5.4 of the wrapper in $1/bin
+# maps $1's build and a library whose name contains $2 (the sanitizer
+# runtime, valgrind's preload); prints "true true" when it maps both.  The
+# other arguments are environment settings for that lua5.4.
+maps_probe() {
+  pbdir=$1
+  plib=$2
+  shift 2
+  env PATH="$pbdir/bin:$PATH" LUA_CPATH_5_4="$pbdir/?.so;;" CHECK_BDIR="$pbdir" \
+    CHECK_LIB="$plib" "$@" lua5.4 -e '
+      require "sysvshm.core"
+      local so, lib
+      for l in io.lines("/proc/self/maps") do
+        so = so or l:find(os.getenv("CHECK_BDIR") .. "/sysvshm/core.so", 1, true) ~= nil
+        lib = lib or l:find(os.getenv("CHECK_LIB"), 1, true) ~= nil
+      end
+      io.write(tostring(so), " ", tostring(lib))' 2>&1
+}
+
 gate_asan() {
   banner "asan: the suite under AddressSanitizer + UndefinedBehaviorSanitizer"
   if [ -z "$LUA54" ]; then record asan FAIL "lua5.4 not found"; return; fi
@@ -330,16 +349,8 @@ EOF
 
   # The gate checks itself: the sanitized build and the runtime are what a
   # lua5.4 started from the wrapper really loads.
-  probe=$(env PATH="$bdir/bin:$PATH" LUA_CPATH_5_4="$bdir/?.so;;" CHECK_BDIR="$bdir" \
-    ASAN_OPTIONS="$asan_opts" LSAN_OPTIONS="$lsan_opts" UBSAN_OPTIONS="$ubsan_opts" \
-    lua5.4 -e '
-      require "sysvshm.core"
-      local so, rt
-      for l in io.lines("/proc/self/maps") do
-        so = so or l:find(os.getenv("CHECK_BDIR") .. "/sysvshm/core.so", 1, true) ~= nil
-        rt = rt or l:find("libasan", 1, true) ~= nil
-      end
-      io.write(tostring(so), " ", tostring(rt))' 2>&1)
+  probe=$(maps_probe "$bdir" libasan \
+    ASAN_OPTIONS="$asan_opts" LSAN_OPTIONS="$lsan_opts" UBSAN_OPTIONS="$ubsan_opts")
   if [ "$probe" != "true true" ]; then
     record asan FAIL "the wrapper does not load the sanitized build: $probe"
     return
@@ -386,15 +397,7 @@ EOF
   chmod -R a+rX "$bdir"
   logdir "$logs"
 
-  probe=$(env PATH="$bdir/bin:$PATH" LUA_CPATH_5_4="$bdir/?.so;;" CHECK_BDIR="$bdir" \
-    lua5.4 -e '
-      require "sysvshm.core"
-      local so, vg
-      for l in io.lines("/proc/self/maps") do
-        so = so or l:find(os.getenv("CHECK_BDIR") .. "/sysvshm/core.so", 1, true) ~= nil
-        vg = vg or l:find("vgpreload_memcheck", 1, true) ~= nil
-      end
-      io.write(tostring(so), " ", tostring(vg))' 2>&1)
+  probe=$(maps_probe "$bdir" vgpreload_memcheck)
   if [ "$probe" != "true true" ]; then
     record valgrind FAIL "the wrapper does not run the build under valgrind: $probe"
     return

@@ -22,8 +22,8 @@
 local core = require "sysvshm.core"
 
 local M = {
-  HEADER = 320, -- bytes of bookkeeping at the start of the region
-  MIN_SIZE = 1024, -- smallest region
+  HEADER = core.CHANNEL_HEADER, -- bytes of bookkeeping at the start of the region
+  MIN_SIZE = core.CHANNEL_MIN_SIZE, -- smallest region
 }
 
 --- Lay a new, empty channel into a segment region.

@@ -19,7 +19,7 @@
 local core = require "sysvshm.core"
 
 local M = {
-  MIN_SIZE = 8192, -- smallest region
+  MIN_SIZE = core.DICT_MIN_SIZE, -- smallest region
 }
 
 local function check_opts(opts, known, arg, fname)

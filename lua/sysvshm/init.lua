@@ -5,9 +5,21 @@
 -- @module sysvshm
 local core = require "sysvshm.core"
 
+-- The documented functions and constants of the core; the rest of it
+-- (channel_new, dict_open, CHANNEL_HEADER, ...) is for the Lua modules
+-- that wrap it (sysvshm.channel, sysvshm.dict, sysvshm.sem).
+local API = {
+  "ftok", "create", "private", "open", "attach", "stat", "remove", "list",
+  "type", "mutex", "clock", "sleep", "shmget", "shmat", "shmdt", "shmctl",
+  "IPC_PRIVATE", "IPC_CREAT", "IPC_EXCL", "IPC_NOWAIT", "IPC_RMID", "IPC_SET",
+  "IPC_STAT", "SHM_RDONLY", "SHM_RND", "SHM_LOCK", "SHM_UNLOCK", "EACCES",
+  "EEXIST", "EIDRM", "EINVAL", "ENOENT", "ENOMEM", "ENOSPC", "EPERM",
+  "MUTEX_SIZE", "MUTEX_ALIGN", "_VERSION",
+}
+
 local M = {}
-for k, v in pairs(core) do
-  M[k] = v
+for _, k in ipairs(API) do
+  M[k] = core[k]
 end
 
 --- System V semaphore sets: the module `sysvshm.sem` (the same table).

@@ -76,6 +76,8 @@
 -- `aligned`; treat them as read-only.
 -- @module sysvshm.layout
 
+local core = require "sysvshm.core"
+
 local M = {}
 
 local sformat, spack, spacksize = string.format, string.pack, string.packsize
@@ -332,13 +334,15 @@ end
 
 -- ---- segments -----------------------------------------------------------------
 
--- The segment metatable and methods, learned from the first segment seen.
+-- The segment metatable and methods, learned from the first segment seen
+-- (the core's type() says what is one).
 local segmt, seg_unpack, seg_pack, seg_write
+local segtype = core.type
 
 local function checkseg(seg, level)
   local mt = getmetatable(seg)
   if mt ~= segmt or segmt == nil then
-    if type(seg) ~= "userdata" or type(mt) ~= "table" or mt.__name ~= "sysvshm.segment" then
+    if not segtype(seg) then
       error(sformat("expected a sysvshm segment, got %s", describe(seg)), level + 1)
     end
     segmt = mt
