@@ -23,15 +23,17 @@ ALL_CFLAGS = $(CFLAGS) $(WARN) -fPIC -fvisibility=hidden -D_GNU_SOURCE \
 
 SRCS    = $(wildcard src/*.c)
 HDRS    = $(wildcard src/*.h)
-BUILD   = build
+include tools/intree.mk
 MODULE  = $(BUILD)/sysvshm/core.so
 LUAMODS = $(wildcard lua/sysvshm/*.lua)
 TESTMODS = $(wildcard lua/sysvshm/testing/*.lua)
 DEMOS   = $(wildcard lua/demo/*.lua)
 
 # Lua 5.4 finds the in-tree build through the 5.4-only variables, which
-# busted's 5.1 launcher does not read.
-export LUA_PATH_5_4  := $(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(LUA_PATH_5_4);;
+# busted's 5.1 launcher does not read; tools/intree.mk says where it is
+# (BUILD, LUA_DIR, which make BUILD=... overrides) and tools/intree.lua
+# makes the Lua search path.
+export LUA_PATH_5_4  := $(shell $(LUA) tools/intree.lua $(CURDIR) path);$(LUA_PATH_5_4);;
 export LUA_CPATH_5_4 := $(CURDIR)/$(BUILD)/?.so;$(LUA_CPATH_5_4);;
 
 .PHONY: all test check demo bench doc install uninstall clean fuzz fuzz-build
