@@ -66,21 +66,6 @@
 -- records (guard them with a mutex if that matters).
 -- @module sysvshm.cli
 
--- Run as a script from a checkout (lua5.4 lua/sysvshm/cli.lua), find the
--- in-tree modules with the demos' prelude (lua/demo/prelude.lua, which
--- only ever adds in front of the search paths; its root, two levels above
--- the script, is the checkout here too). Required as a module (`...` is
--- then the module name), leave the paths alone.
-local SCRIPT = (...) ~= "sysvshm.cli"
-if SCRIPT and arg and arg[0] then
-  local prelude = (arg[0]:match("^(.*)/[^/]*$") or ".") .. "/../demo/prelude.lua"
-  local f = io.open(prelude)
-  if f then
-    f:close()
-    dofile(prelude)
-  end
-end
-
 local shm = require "sysvshm"
 local sem = require "sysvshm.sem"
 local layout = require "sysvshm.layout"
@@ -1668,10 +1653,6 @@ function M.main(args)
     io.stderr:write(res.parser:usage())
   end
   return res.status
-end
-
-if SCRIPT then
-  os.exit(M.main(arg))
 end
 
 return M
