@@ -27,6 +27,8 @@ include tools/intree.mk
 MODULE  = $(BUILD)/sysvshm/core.so
 LUAMODS = $(wildcard lua/sysvshm/*.lua)
 TESTMODS = $(wildcard lua/sysvshm/testing/*.lua)
+CLIMODS = $(wildcard lua/sysvshm/cli/*.lua)
+CLICMDS = $(wildcard lua/sysvshm/cli/commands/*.lua)
 DEMOS   = $(wildcard lua/demo/*.lua)
 
 # Lua 5.4 finds the in-tree build through the 5.4-only variables, which
@@ -95,10 +97,13 @@ bench: $(MODULE)
 
 install: $(MODULE)
 	install -d $(DESTDIR)$(LUA_LIBDIR)/sysvshm $(DESTDIR)$(LUA_SHAREDIR)/sysvshm/demo \
-	  $(DESTDIR)$(LUA_SHAREDIR)/sysvshm/testing $(DESTDIR)$(PREFIX)/bin
+	  $(DESTDIR)$(LUA_SHAREDIR)/sysvshm/testing $(DESTDIR)$(LUA_SHAREDIR)/sysvshm/cli/commands \
+	  $(DESTDIR)$(PREFIX)/bin
 	install -m 0755 $(MODULE) $(DESTDIR)$(LUA_LIBDIR)/sysvshm/core.so
 	install -m 0644 $(LUAMODS) $(DESTDIR)$(LUA_SHAREDIR)/sysvshm/
 	install -m 0644 $(TESTMODS) $(DESTDIR)$(LUA_SHAREDIR)/sysvshm/testing/
+	install -m 0644 $(CLIMODS) $(DESTDIR)$(LUA_SHAREDIR)/sysvshm/cli/
+	install -m 0644 $(CLICMDS) $(DESTDIR)$(LUA_SHAREDIR)/sysvshm/cli/commands/
 	install -m 0644 $(DEMOS) $(DESTDIR)$(LUA_SHAREDIR)/sysvshm/demo/
 	install -m 0755 bin/sysvshm $(DESTDIR)$(PREFIX)/bin/sysvshm
 

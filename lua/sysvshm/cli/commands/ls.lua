@@ -1,0 +1,94 @@
+-- `sysvshm ls`: the segments and semaphore sets, as ipcs shows them.
+local report = require "sysvshm.cli.report"
+local format = require "sysvshm.cli.format"
+local users = require "sysvshm.cli.users"
+local ipc = require "sysvshm.cli.ipc"
+
+local usage_error, emit = report.usage_error, report.emit
+local key_string, time_string, status_string, print_table = format.key_string, format.time_string,
+  format.status_string, format.print_table
+local user_name, euid, mine = users.user_name, users.euid, users.mine
+local list_or_fail, sem_list_or_fail = ipc.list_or_fail, ipc.sem_list_or_fail
+
+local M = {}
+
+local concat = table.concat
+
+M.def = {
+  summary = "list segments and semaphore sets (like ipcs -m -s)",
+  description = "List the shared memory segments this user can see: key, id, owner,\n"
+    .. "permissions, size, attachments, creator and last pids, status (removed:\n"
+    .. "marked for removal, it goes when the last process detaches); then, after\n"
+    .. "a blank line, the semaphore sets: key, id, owner, permissions, number of\n"
+    .. "semaphores, last operation and last change. --shm and --sem show one\n"
+    .. "table only (as ipcs -m and ipcs -s).",
+  epilog = "With --json, one JSON object per line and segment, with the fields of\n"
+    .. "shm.stat and the id (times in seconds since the epoch, mode as an integer),\n"
+    .. "then one per semaphore set, with \"type\":\"sem\", the id and the fields of\n"
+    .. "semset:stat.",
+  { "mine", short = "m", type = "flag", help = "only the segments and sets this user owns or created" },
+  { "json", short = "j", type = "flag", help = "JSON lines instead of a table" },
+  { "shm", type = "flag", help = "only the segments" },
+  { "sem", type = "flag", help = "only the semaphore sets" },
+}
+
+function M.run(opts, parser)
+  if opts.shm and opts.sem then
+    usage_error(parser, "give --shm or --sem, not both")
+  end
+  local function only_mine(list)
+    if not opts.mine then
+      return list
+    end
+    local uid, kept = euid(), {}
+    for _, st in ipairs(list) do
+      if mine(st, uid) then
+        kept[#kept + 1] = st
+      end
+    end
+    return kept
+  end
+  local list = not opts.sem and only_mine(list_or_fail()) or {}
+  local sets = not opts.shm and only_mine(sem_list_or_fail()) or {}
+  if opts.json then
+    local out = {}
+    for _, st in ipairs(list) do
+      out[#out + 1] = format.json(st, ipc.FIELDS)
+    end
+    for _, st in ipairs(sets) do
+      st.type = "sem"
+      out[#out + 1] = format.json(st, ipc.SEM_FIELDS)
+    end
+    if #out > 0 then
+      emit(concat(out, "\n"), "\n")
+    end
+    return 0
+  end
+  if not opts.sem then
+    local rows = { { "KEY", "ID", "OWNER", "MODE", "SIZE", "NATTCH", "CPID", "LPID", "STATUS" } }
+    for _, st in ipairs(list) do
+      rows[#rows + 1] = {
+        key_string(st.key), tostring(st.id), user_name(st.uid), format.mode_string(st.mode),
+        format.human_size(st.size), tostring(st.nattch), tostring(st.cpid), tostring(st.lpid),
+        status_string(st),
+      }
+    end
+    print_table(rows, { false, true, false, false, true, true, true, true, false })
+  end
+  if not opts.shm then
+    if not opts.sem then
+      emit("\n")
+    end
+    local rows = { { "KEY", "SEMID", "OWNER", "MODE", "NSEMS", "OTIME", "CTIME" } }
+    for _, st in ipairs(sets) do
+      rows[#rows + 1] = {
+        key_string(st.key), tostring(st.id), user_name(st.uid), format.mode_string(st.mode),
+        tostring(st.nsems), st.otime == 0 and "never" or time_string(st.otime), time_string(st.ctime),
+      }
+    end
+    print_table(rows, { false, true, false, false, true, false, false })
+  end
+  return 0
+end
+
+return M

@@ -1,0 +1,139 @@
+-- `sysvshm stat`: every field of one segment or semaphore set.
+local shm = require "sysvshm"
+local sem = require "sysvshm.sem"
+local report = require "sysvshm.cli.report"
+local format = require "sysvshm.cli.format"
+local users = require "sysvshm.cli.users"
+local args = require "sysvshm.cli.args"
+local ipc = require "sysvshm.cli.ipc"
+
+local fail, usage_error, emit = report.fail, report.usage_error, report.emit
+local key_string, time_string, print_table = format.key_string, format.time_string, format.print_table
+local user_name, group_name = users.user_name, users.group_name
+local parse_id, KEY_OPTION, SEM_OPTION = args.parse_id, args.KEY_OPTION, args.SEM_OPTION
+local stat_or_fail, open_key_or_fail, holds = ipc.stat_or_fail, ipc.open_key_or_fail, ipc.holds
+local sem_about, sem_stat_or_fail, sem_open_key_or_fail = ipc.sem_about, ipc.sem_stat_or_fail,
+  ipc.sem_open_key_or_fail
+
+local M = {}
+
+local sformat = string.format
+
+-- `stat --sem`: every field of a semaphore set, and each semaphore's value,
+-- last pid and waiters.
+local function stat_sem(opts, parser)
+  local id = opts[1] and parse_id(parser, opts[1]) or sem_open_key_or_fail(opts.key)
+  local st = sem_stat_or_fail(id)
+  st.id, st.type = id, "sem"
+  local values, msg, errno = sem.semctl(id, 0, sem.GETALL)
+  if not values then
+    fail("%s", sem_about(id, msg, errno))
+  end
+  if opts.json then
+    local fields = { table.unpack(ipc.SEM_FIELDS) }
+    fields[#fields + 1] = "values"
+    st.values = setmetatable(values, format.json_array)
+    emit(format.json(st, fields), "\n")
+    return 0
+  end
+  local function who(v, name)
+    return name == tostring(v) and tostring(v) or sformat("%d (%s)", v, name)
+  end
+  local rows = {
+    { "id", tostring(id) },
+    { "key", key_string(st.key) .. (st.key == shm.IPC_PRIVATE and " (IPC_PRIVATE)" or "") },
+    { "nsems", tostring(st.nsems) },
+    { "mode", sformat("0%03o (%s)", st.mode, format.mode_string(st.mode)) },
+    { "uid", who(st.uid, user_name(st.uid)) },
+    { "gid", who(st.gid, group_name(st.gid)) },
+    { "cuid", who(st.cuid, user_name(st.cuid)) },
+    { "cgid", who(st.cgid, group_name(st.cgid)) },
+    { "otime", sformat("%d (%s)", st.otime, time_string(st.otime)) },
+    { "ctime", sformat("%d (%s)", st.ctime, time_string(st.ctime)) },
+  }
+  print_table(rows, {})
+  rows = { { "SEMNUM", "VALUE", "PID", "NCNT", "ZCNT" } }
+  for i, v in ipairs(values) do
+    local pid = sem.semctl(id, i - 1, sem.GETPID)
+    local ncnt = sem.semctl(id, i - 1, sem.GETNCNT)
+    local zcnt = sem.semctl(id, i - 1, sem.GETZCNT)
+    rows[#rows + 1] = { tostring(i - 1), tostring(v), tostring(pid or "?"), tostring(ncnt or "?"),
+                        tostring(zcnt or "?") }
+  end
+  emit("\n")
+  print_table(rows, { true, true, true, true, true })
+  return 0
+end
+
+M.def = {
+  summary = "show every field of one segment or semaphore set",
+  args = "[ID]",
+  max_args = 1,
+  description = "Show every field of the segment with id ID (or with key K): the\n"
+    .. "numbers of shm.stat, with names, sizes, permissions and times readable;\n"
+    .. "and what it holds when its first bytes say so: a sysvshm.dict or a\n"
+    .. "sysvshm.channel at offset 0 (field holds, and holds_version: its layout).\n"
+    .. "With --sem, of the semaphore set with that id or key, and then each\n"
+    .. "semaphore's value, last pid and waiters (for an increase, for zero).",
+  epilog = "To look at the first bytes the segment is attached read-only for a\n"
+    .. "moment, after the numbers are read (so they show the segment as it was;\n"
+    .. "its atime, dtime and lpid change: --no-peek leaves them alone). Without\n"
+    .. "read permission, no holds.",
+  KEY_OPTION,
+  { "no-peek", short = "n", type = "flag", help = "only the numbers: do not attach to see what it holds" },
+  SEM_OPTION,
+  { "json", short = "j", type = "flag", help = "one JSON object, as a line of ls --json" },
+}
+
+function M.run(opts, parser)
+  if (opts[1] ~= nil) == (opts.key ~= nil) then
+    usage_error(parser, opts[1] and "give a segment id or --key, not both" or "give a segment id or --key")
+  end
+  if opts.sem then
+    return stat_sem(opts, parser)
+  end
+  local id = opts[1] and parse_id(parser, opts[1]) or open_key_or_fail(opts.key)
+  local st = stat_or_fail(id)
+  st.id = id
+  -- Then a look at the first bytes (the numbers above are from before this
+  -- attachment; without read permission there is no look).
+  local seg <close> = not opts.no_peek and shm.attach(id, { readonly = true }) or nil
+  if seg then
+    st.holds, st.holds_version = holds(seg, 0)
+    seg:detach()
+  end
+  if opts.json then
+    emit(format.json(st, ipc.FIELDS), "\n")
+    return 0
+  end
+  local function who(v, name)
+    return name == tostring(v) and tostring(v) or sformat("%d (%s)", v, name)
+  end
+  local rows = {
+    { "id", tostring(id) },
+    { "key", key_string(st.key) .. (st.key == shm.IPC_PRIVATE and " (IPC_PRIVATE)" or "") },
+    { "size", sformat("%d (%s)", st.size, format.human_size(st.size)) },
+    { "mode", sformat("0%03o (%s)", st.mode, format.mode_string(st.mode)) },
+    { "uid", who(st.uid, user_name(st.uid)) },
+    { "gid", who(st.gid, group_name(st.gid)) },
+    { "cuid", who(st.cuid, user_name(st.cuid)) },
+    { "cgid", who(st.cgid, group_name(st.cgid)) },
+    { "cpid", tostring(st.cpid) },
+    { "lpid", tostring(st.lpid) },
+    { "nattch", tostring(st.nattch) },
+    { "atime", sformat("%d (%s)", st.atime, time_string(st.atime)) },
+    { "dtime", sformat("%d (%s)", st.dtime, time_string(st.dtime)) },
+    { "ctime", sformat("%d (%s)", st.ctime, time_string(st.ctime)) },
+    { "removed", tostring(st.removed) },
+    { "locked", tostring(st.locked) },
+  }
+  if st.holds then
+    rows[#rows + 1] = { "holds", sformat("a sysvshm.%s at offset 0 (layout version %d)%s", st.holds,
+                                         st.holds_version, st.holds == "dict"
+                                         and sformat(": sysvshm dict %d", id) or "") }
+  end
+  print_table(rows, {})
+  return 0
+end
+
+return M
