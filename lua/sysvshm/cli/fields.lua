@@ -197,12 +197,7 @@ local function render_fields(lines, marks, ansi)
   for _, l in ipairs(lines) do
     rows[#rows + 1] = { tostring(l[1]), l[2], l[3], l[4] }
   end
-  local widths = {}
-  for _, row in ipairs(rows) do
-    for i, cell in ipairs(row) do
-      widths[i] = math.max(widths[i] or 0, #cell)
-    end
-  end
+  local widths = format.widths_of(rows)
   local fmt = sformat("%%%ds  %%-%ds  %%-%ds  %%s", widths[1], widths[2], widths[3])
   local out = {}
   for r, row in ipairs(rows) do

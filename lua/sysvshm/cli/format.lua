@@ -3,7 +3,7 @@
 -- @module sysvshm.cli.format
 local report = require "sysvshm.cli.report"
 
-local emit = report.emit
+local emit_lines = report.emit_lines
 
 local M = {}
 
@@ -151,15 +151,21 @@ local function status_string(st)
   return #s > 0 and concat(s, ",") or "-"
 end
 
--- Rows of cells as a table with aligned columns (right-aligned where
--- `right[i]`), trailing blanks trimmed.
-local function print_table(rows, right)
+-- The width of each column of rows of cells.
+local function widths_of(rows)
   local widths = {}
   for _, row in ipairs(rows) do
     for i, cell in ipairs(row) do
       widths[i] = math.max(widths[i] or 0, #cell)
     end
   end
+  return widths
+end
+
+-- Rows of cells as a table with aligned columns (right-aligned where
+-- `right[i]`), trailing blanks trimmed.
+local function print_table(rows, right)
+  local widths = widths_of(rows)
   local out = {}
   for _, row in ipairs(rows) do
     local cells = {}
@@ -169,10 +175,10 @@ local function print_table(rows, right)
     end
     out[#out + 1] = (concat(cells, "  "):gsub("%s+$", ""))
   end
-  emit(concat(out, "\n"), "\n")
+  emit_lines(out)
 end
 
 M.key_string, M.time_string, M.int_string, M.quote_bytes = key_string, time_string, int_string, quote_bytes
-M.status_string, M.print_table = status_string, print_table
+M.status_string, M.widths_of, M.print_table = status_string, widths_of, print_table
 
 return M

@@ -14,33 +14,65 @@ local M = {}
 
 local sformat = string.format
 
--- The message of a failed call on segment id, with a hint for the errno
--- values that mean "no such segment".
-local function about(id, msg, errno)
-  if errno == shm.EINVAL or errno == shm.EIDRM then
-    return sformat("no segment with id %d (%s)", id, msg)
-  end
-  return sformat("segment %d: %s", id, msg)
-end
+-- Segments and semaphore sets: ids of namespaces of their own, looked up
+-- alike. What each is called, and its calls (looked up when called).
+local SEGMENT = {
+  noun = "segment", nouns = "segments",
+  stat = function(id) return shm.stat(id) end,
+  open = function(key) return shm.open(key) end,
+  list = function() return shm.list() end,
+}
+local SEMSET = {
+  noun = "semaphore set", nouns = "semaphore sets",
+  stat = function(id) return sem.semctl(id, 0, sem.IPC_STAT) end,
+  open = function(key) return sem.semget(key, 0, 0) end,
+  list = function() return sem.list() end,
+}
 
-local function stat_or_fail(id)
-  local st, msg, errno = shm.stat(id)
-  if not st then
-    fail("%s", about(id, msg, errno))
-  end
-  return st
-end
-
-local function open_key_or_fail(key)
-  local id, msg, errno = shm.open(key)
-  if not id then
-    if errno == shm.ENOENT then
-      fail("no segment with key %s (%s)", key_string(key), msg)
+-- For one kind: `about(id, msg, errno)`, the message of a failed call on
+-- id, with a hint for the errno values that mean "no such one"; and
+-- stat_or_fail(id), open_key_or_fail(key), list_or_fail(): the result of
+-- the call, or a failure with that message.
+local function lookups(kind)
+  local function about(id, msg, errno)
+    if errno == shm.EINVAL or errno == shm.EIDRM then
+      return sformat("no %s with id %d (%s)", kind.noun, id, msg)
     end
-    fail("key %s: %s", key_string(key), msg)
+    return sformat("%s %d: %s", kind.noun, id, msg)
   end
-  return id
+
+  local function stat_or_fail(id)
+    local st, msg, errno = kind.stat(id)
+    if not st then
+      fail("%s", about(id, msg, errno))
+    end
+    return st
+  end
+
+  local function open_key_or_fail(key)
+    local id, msg, errno = kind.open(key)
+    if not id then
+      if errno == shm.ENOENT then
+        fail("no %s with key %s (%s)", kind.noun, key_string(key), msg)
+      end
+      fail("key %s: %s", key_string(key), msg)
+    end
+    return id
+  end
+
+  local function list_or_fail()
+    local list, msg = kind.list()
+    if not list then
+      fail("cannot list the %s: %s", kind.nouns, msg)
+    end
+    return list
+  end
+
+  return about, stat_or_fail, open_key_or_fail, list_or_fail
 end
+
+local about, stat_or_fail, open_key_or_fail, list_or_fail = lookups(SEGMENT)
+local sem_about, sem_stat_or_fail, sem_open_key_or_fail, sem_list_or_fail = lookups(SEMSET)
 
 local function attach_ro(id)
   local seg, msg, errno = shm.attach(id, { readonly = true })
@@ -49,50 +81,6 @@ local function attach_ro(id)
   end
   return seg
 end
-
-local function list_or_fail()
-  local list, msg = shm.list()
-  if not list then
-    fail("cannot list the segments: %s", msg)
-  end
-  return list
-end
-
--- The same for semaphore sets (their ids are a namespace of their own).
-local function sem_about(id, msg, errno)
-  if errno == shm.EINVAL or errno == shm.EIDRM then
-    return sformat("no semaphore set with id %d (%s)", id, msg)
-  end
-  return sformat("semaphore set %d: %s", id, msg)
-end
-
-local function sem_stat_or_fail(id)
-  local st, msg, errno = sem.semctl(id, 0, sem.IPC_STAT)
-  if not st then
-    fail("%s", sem_about(id, msg, errno))
-  end
-  return st
-end
-
-local function sem_open_key_or_fail(key)
-  local id, msg, errno = sem.semget(key, 0, 0)
-  if not id then
-    if errno == shm.ENOENT then
-      fail("no semaphore set with key %s (%s)", key_string(key), msg)
-    end
-    fail("key %s: %s", key_string(key), msg)
-  end
-  return id
-end
-
-local function sem_list_or_fail()
-  local list, msg = sem.list()
-  if not list then
-    fail("cannot list the semaphore sets: %s", msg)
-  end
-  return list
-end
-
 
 -- ---- the stat fields ------------------------------------------------------------------
 

@@ -4,7 +4,7 @@ local M = {}
 
 M.PROG = "sysvshm"
 
-local sformat = string.format
+local sformat, concat = string.format, table.concat
 
 -- ---- failures ----------------------------------------------------------------
 
@@ -41,6 +41,13 @@ local function flush_out()
   end
 end
 
-M.fail, M.usage_error, M.emit, M.flush_out = fail, usage_error, emit, flush_out
+-- Lines, each ended with a newline (nothing for none).
+local function emit_lines(lines)
+  if #lines > 0 then
+    emit(concat(lines, "\n"), "\n")
+  end
+end
+
+M.fail, M.usage_error, M.emit, M.emit_lines, M.flush_out = fail, usage_error, emit, emit_lines, flush_out
 
 return M

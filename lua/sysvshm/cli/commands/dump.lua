@@ -4,7 +4,7 @@ local args = require "sysvshm.cli.args"
 local ipc = require "sysvshm.cli.ipc"
 local fields = require "sysvshm.cli.fields"
 
-local fail, usage_error, emit = report.fail, report.usage_error, report.emit
+local fail, usage_error, emit_lines = report.fail, report.usage_error, report.emit_lines
 local parse_id = args.parse_id
 local attach_ro = ipc.attach_ro
 local options_layout, check_place, field_lines, render_fields = fields.options_layout, fields.check_place,
@@ -14,7 +14,7 @@ local MAX_ITEMS, LAYOUT_EPILOG, with_layout_options = fields.MAX_ITEMS, fields.L
 
 local M = {}
 
-local sformat, concat = string.format, table.concat
+local sformat = string.format
 
 M.def = with_layout_options({
   summary = "show the bytes (like xxd), or the fields of a layout",
@@ -42,7 +42,7 @@ function M.run(opts, parser)
   if L then
     check_place(L, seg, id, off)
     local lines = field_lines(L, L:read(seg, off), off, "", not opts.full and MAX_ITEMS or nil)
-    emit(concat(render_fields(lines), "\n"), "\n")
+    emit_lines(render_fields(lines))
     return 0
   end
 
@@ -61,13 +61,11 @@ function M.run(opts, parser)
     hex = hex:gsub("(%x%x%x%x)", "%1 "):gsub(" $", "")
     out[#out + 1] = sformat("%08x: %-39s  %s", pos, hex, (bytes:gsub("[^\32-\126]", ".")))
     if #out == 256 then
-      emit(concat(out, "\n"), "\n")
+      emit_lines(out)
       out = {}
     end
   end
-  if #out > 0 then
-    emit(concat(out, "\n"), "\n")
-  end
+  emit_lines(out)
   return 0
 end
 

@@ -4,15 +4,13 @@ local format = require "sysvshm.cli.format"
 local users = require "sysvshm.cli.users"
 local ipc = require "sysvshm.cli.ipc"
 
-local usage_error, emit = report.usage_error, report.emit
+local usage_error, emit, emit_lines = report.usage_error, report.emit, report.emit_lines
 local key_string, time_string, status_string, print_table = format.key_string, format.time_string,
   format.status_string, format.print_table
 local user_name, euid, mine = users.user_name, users.euid, users.mine
 local list_or_fail, sem_list_or_fail = ipc.list_or_fail, ipc.sem_list_or_fail
 
 local M = {}
-
-local concat = table.concat
 
 M.def = {
   summary = "list segments and semaphore sets (like ipcs -m -s)",
@@ -59,9 +57,7 @@ function M.run(opts, parser)
       st.type = "sem"
       out[#out + 1] = format.json(st, ipc.SEM_FIELDS)
     end
-    if #out > 0 then
-      emit(concat(out, "\n"), "\n")
-    end
+    emit_lines(out)
     return 0
   end
   if not opts.sem then

@@ -19,6 +19,32 @@ local M = {}
 
 local sformat = string.format
 
+-- A number and, when it has one, its name: "0 (root)", "1234".
+local function who(v, name)
+  return name == tostring(v) and tostring(v) or sformat("%d (%s)", v, name)
+end
+
+-- A time field of st: seconds, and as a date.
+local function time_row(st, field)
+  return { field, sformat("%d (%s)", st[field], time_string(st[field])) }
+end
+
+-- The rows of `stat` for a segment or a set: id, key, the row `sized`
+-- (its size, its number of semaphores), mode and owners, then `rest`.
+local function rows_of(id, st, sized, rest)
+  local rows = {
+    { "id", tostring(id) },
+    { "key", key_string(st.key) .. (st.key == shm.IPC_PRIVATE and " (IPC_PRIVATE)" or "") },
+    sized,
+    { "mode", sformat("0%03o (%s)", st.mode, format.mode_string(st.mode)) },
+    { "uid", who(st.uid, user_name(st.uid)) },
+    { "gid", who(st.gid, group_name(st.gid)) },
+    { "cuid", who(st.cuid, user_name(st.cuid)) },
+    { "cgid", who(st.cgid, group_name(st.cgid)) },
+  }
+  return table.move(rest, 1, #rest, #rows + 1, rows)
+end
+
 -- `stat --sem`: every field of a semaphore set, and each semaphore's value,
 -- last pid and waiters.
 local function stat_sem(opts, parser)
@@ -36,21 +62,10 @@ local function stat_sem(opts, parser)
     emit(format.json(st, fields), "\n")
     return 0
   end
-  local function who(v, name)
-    return name == tostring(v) and tostring(v) or sformat("%d (%s)", v, name)
-  end
-  local rows = {
-    { "id", tostring(id) },
-    { "key", key_string(st.key) .. (st.key == shm.IPC_PRIVATE and " (IPC_PRIVATE)" or "") },
-    { "nsems", tostring(st.nsems) },
-    { "mode", sformat("0%03o (%s)", st.mode, format.mode_string(st.mode)) },
-    { "uid", who(st.uid, user_name(st.uid)) },
-    { "gid", who(st.gid, group_name(st.gid)) },
-    { "cuid", who(st.cuid, user_name(st.cuid)) },
-    { "cgid", who(st.cgid, group_name(st.cgid)) },
-    { "otime", sformat("%d (%s)", st.otime, time_string(st.otime)) },
-    { "ctime", sformat("%d (%s)", st.ctime, time_string(st.ctime)) },
-  }
+  local rows = rows_of(id, st, { "nsems", tostring(st.nsems) }, {
+    time_row(st, "otime"),
+    time_row(st, "ctime"),
+  })
   print_table(rows, {})
   rows = { { "SEMNUM", "VALUE", "PID", "NCNT", "ZCNT" } }
   for i, v in ipairs(values) do
@@ -106,27 +121,16 @@ function M.run(opts, parser)
     emit(format.json(st, ipc.FIELDS), "\n")
     return 0
   end
-  local function who(v, name)
-    return name == tostring(v) and tostring(v) or sformat("%d (%s)", v, name)
-  end
-  local rows = {
-    { "id", tostring(id) },
-    { "key", key_string(st.key) .. (st.key == shm.IPC_PRIVATE and " (IPC_PRIVATE)" or "") },
-    { "size", sformat("%d (%s)", st.size, format.human_size(st.size)) },
-    { "mode", sformat("0%03o (%s)", st.mode, format.mode_string(st.mode)) },
-    { "uid", who(st.uid, user_name(st.uid)) },
-    { "gid", who(st.gid, group_name(st.gid)) },
-    { "cuid", who(st.cuid, user_name(st.cuid)) },
-    { "cgid", who(st.cgid, group_name(st.cgid)) },
+  local rows = rows_of(id, st, { "size", sformat("%d (%s)", st.size, format.human_size(st.size)) }, {
     { "cpid", tostring(st.cpid) },
     { "lpid", tostring(st.lpid) },
     { "nattch", tostring(st.nattch) },
-    { "atime", sformat("%d (%s)", st.atime, time_string(st.atime)) },
-    { "dtime", sformat("%d (%s)", st.dtime, time_string(st.dtime)) },
-    { "ctime", sformat("%d (%s)", st.ctime, time_string(st.ctime)) },
+    time_row(st, "atime"),
+    time_row(st, "dtime"),
+    time_row(st, "ctime"),
     { "removed", tostring(st.removed) },
     { "locked", tostring(st.locked) },
-  }
+  })
   if st.holds then
     rows[#rows + 1] = { "holds", sformat("a sysvshm.%s at offset 0 (layout version %d)%s", st.holds,
                                          st.holds_version, st.holds == "dict"
