@@ -232,7 +232,10 @@ local LAYOUT_EPILOG = "A layout file is a Lua file that returns a layout made wi
   .. "--cdef FILE.h (with --struct NAME when it declares several structs).\n"
   .. "The segment is attached read-only."
 
+-- The definition of a command on one segment ID that shows a layout:
+-- `def` with the layout options and the epilog about layout files.
 local function with_layout_options(def)
+  def.args, def.min_args, def.max_args, def.epilog = "ID", 1, 1, LAYOUT_EPILOG
   for _, o in ipairs(LAYOUT_OPTIONS) do
     def[#def + 1] = o
   end
@@ -241,6 +244,6 @@ end
 
 M.options_layout, M.check_place, M.field_lines, M.render_fields = options_layout, check_place,
   field_lines, render_fields
-M.MAX_ITEMS, M.LAYOUT_EPILOG, M.with_layout_options = MAX_ITEMS, LAYOUT_EPILOG, with_layout_options
+M.MAX_ITEMS, M.with_layout_options = MAX_ITEMS, with_layout_options
 
 return M

@@ -3,8 +3,6 @@
 -- this command runs with (so an installed tree finds its own modules).
 local report = require "sysvshm.cli.report"
 
-local fail, usage_error, emit, flush_out = report.fail, report.usage_error, report.emit, report.flush_out
-
 local M = {}
 
 local sformat, concat = string.format, table.concat
@@ -79,7 +77,7 @@ M.def = {
 function M.run(opts, parser)
   local name = opts[1]
   if name == nil then
-    emit(listing(), "\n")
+    report.emit(listing(), "\n")
     return 0
   end
   local known = false
@@ -87,18 +85,18 @@ function M.run(opts, parser)
     known = known or d[1] == name
   end
   if not known then
-    usage_error(parser, "unknown demo '%s'", name)
+    report.usage_error(parser, "unknown demo '%s'", name)
   end
   local path = demo_file(name)
   if not path then
-    fail("demo %s is not installed beside the sysvshm modules (%s)", name, tostring(TREE))
+    report.fail("demo %s is not installed beside the sysvshm modules (%s)", name, tostring(TREE))
   end
   local words = { "exec env", "LUA_PATH_5_4=" .. quote(package.path),
                   "LUA_CPATH_5_4=" .. quote(package.cpath), quote(interpreter()), quote(path) }
   for i = 2, #opts do
     words[#words + 1] = quote(opts[i])
   end
-  flush_out()
+  report.flush_out()
   local _, how, code = os.execute(concat(words, " "))
   if how == "signal" then
     return 128 + code

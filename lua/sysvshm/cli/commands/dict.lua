@@ -5,13 +5,6 @@ local args = require "sysvshm.cli.args"
 local ipc = require "sysvshm.cli.ipc"
 local dict_reader = require "sysvshm.cli.dict_reader"
 
-local PROG, fail, usage_error, emit, flush_out = report.PROG, report.fail, report.usage_error,
-  report.emit, report.flush_out
-local int_string, quote_bytes, print_table = format.int_string, format.quote_bytes, format.print_table
-local parse_id = args.parse_id
-local attach_ro = ipc.attach_ro
-local DICT = dict_reader.DICT
-
 local M = {}
 
 local sformat, concat = string.format, table.concat
@@ -33,9 +26,9 @@ local function value_text(e, full)
   local v = e.value
   if e.type == "string" then
     if not full and #v > MAX_SHOWN then
-      return quote_bytes(v:sub(1, MAX_SHOWN)) .. sformat("... (%d bytes)", #v)
+      return format.quote_bytes(v:sub(1, MAX_SHOWN)) .. sformat("... (%d bytes)", #v)
     end
-    return quote_bytes(v)
+    return format.quote_bytes(v)
   elseif e.type == "list" then
     if v == nil then
       return "(malformed)"
@@ -84,14 +77,14 @@ M.def = {
 }
 
 function M.run(opts, parser)
-  local id = parse_id(parser, opts[1])
-  if opts.offset % DICT.ALIGN ~= 0 then
-    usage_error(parser, "option --offset: %d is not a multiple of %d", opts.offset, DICT.ALIGN)
+  local id = args.parse_id(parser, opts[1])
+  if opts.offset % dict_reader.DICT.ALIGN ~= 0 then
+    report.usage_error(parser, "option --offset: %d is not a multiple of %d", opts.offset, dict_reader.DICT.ALIGN)
   end
-  local seg <close> = attach_ro(id)
+  local seg <close> = ipc.attach_ro(id)
   local d, why = dict_reader.read_dict(seg, opts.offset)
   if not d then
-    fail("segment %d: %s", id, why)
+    report.fail("segment %d: %s", id, why)
   end
   seg:detach()
 
@@ -127,28 +120,28 @@ function M.run(opts, parser)
     for i, p in ipairs(d.problems) do
       problems[i] = format.json(p)
     end
-    emit("{", sformat('"id":%d,"offset":%d,"version":%d,"consistent":%s,"stats":%s,', id,
+    report.emit("{", sformat('"id":%d,"offset":%d,"version":%d,"consistent":%s,"stats":%s,', id,
                       opts.offset, d.version, tostring(d.consistent), format.json(d.stats, dict_reader.DICT_STATS)),
          '"entries":[', concat(list, ","), '],"problems":[', concat(problems, ","), "]}\n")
   else
     local rows = { { "KEY", "TYPE", "SIZE", "FLAGS", "TTL", "VALUE" } }
     for _, e in ipairs(d.entries) do
       local ttl = ttl_of(e, d.now_ms)
-      rows[#rows + 1] = { quote_bytes(e.key), e.type, tostring(e.size), int_string(e.flags),
+      rows[#rows + 1] = { format.quote_bytes(e.key), e.type, tostring(e.size), format.int_string(e.flags),
                           ttl == nil and "-" or ttl == 0 and "expired" or sformat("%.3f", ttl),
                           value_text(e, opts.full) }
     end
-    print_table(rows, { false, false, true, true, true, false })
+    format.print_table(rows, { false, false, true, true, true, false })
     local s = d.stats
-    emit(sformat("%d entr%s, %d bytes used, %d free (largest value %d), capacity %d; "
+    report.emit(sformat("%d entr%s, %d bytes used, %d free (largest value %d), capacity %d; "
                    .. "evictions %d, expirations %d, contention %d, repairs %d%s\n",
                  s.entries, s.entries == 1 and "y" or "ies", s.used, s.free, s.largest, s.capacity,
                  s.evictions, s.expirations, s.contention, s.repairs,
                  d.consistent and "" or " (writers kept changing it: not a consistent snapshot)"))
   end
-  flush_out()
+  report.flush_out()
   for _, p in ipairs(d.problems) do
-    io.stderr:write(PROG, " dict: segment ", id, ": ", p,
+    io.stderr:write(report.PROG, " dict: segment ", id, ": ", p,
                     d.consistent and "" or " (read while writers changed it: maybe a torn copy)", "\n")
   end
   return #d.problems > 0 and 1 or 0

@@ -4,50 +4,38 @@ local args = require "sysvshm.cli.args"
 local ipc = require "sysvshm.cli.ipc"
 local fields = require "sysvshm.cli.fields"
 
-local fail, usage_error, emit_lines = report.fail, report.usage_error, report.emit_lines
-local parse_id = args.parse_id
-local attach_ro = ipc.attach_ro
-local options_layout, check_place, field_lines, render_fields = fields.options_layout, fields.check_place,
-  fields.field_lines, fields.render_fields
-local MAX_ITEMS, LAYOUT_EPILOG, with_layout_options = fields.MAX_ITEMS, fields.LAYOUT_EPILOG,
-  fields.with_layout_options
-
 local M = {}
 
 local sformat = string.format
 
-M.def = with_layout_options({
+M.def = fields.with_layout_options({
   summary = "show the bytes (like xxd), or the fields of a layout",
-  args = "ID",
-  min_args = 1,
-  max_args = 1,
   description = "Show the segment's bytes in hex and ASCII, like xxd (offsets from the\n"
     .. "segment start), or with --layout one line per field: offset, C type, name\n"
     .. "and value.",
-  epilog = LAYOUT_EPILOG,
   { "offset", short = "o", type = "integer", min = 0, default = 0,
     help = "where to start; with --layout, where the struct starts" },
   { "length", short = "n", type = "integer", min = 0, help = "bytes to show (default: to the end)" },
 })
 
 function M.run(opts, parser)
-  local id = parse_id(parser, opts[1])
+  local id = args.parse_id(parser, opts[1])
   if (opts.layout ~= nil or opts.cdef ~= nil) and opts.length ~= nil then
-    usage_error(parser, "--length does not go with --layout (the struct has its own size)")
+    report.usage_error(parser, "--length does not go with --layout (the struct has its own size)")
   end
-  local L = options_layout(parser, opts)
-  local seg <close> = attach_ro(id)
+  local L = fields.options_layout(parser, opts)
+  local seg <close> = ipc.attach_ro(id)
   local size, off = #seg, opts.offset
 
   if L then
-    check_place(L, seg, id, off)
-    local lines = field_lines(L, L:read(seg, off), off, "", not opts.full and MAX_ITEMS or nil)
-    emit_lines(render_fields(lines))
+    fields.check_place(L, seg, id, off)
+    local lines = fields.field_lines(L, L:read(seg, off), off, "", not opts.full and fields.MAX_ITEMS or nil)
+    report.emit_lines(fields.render_fields(lines))
     return 0
   end
 
   if off > size then
-    fail("offset %d is past the end of segment %d (%d bytes)", off, id, size)
+    report.fail("offset %d is past the end of segment %d (%d bytes)", off, id, size)
   end
   local len = size - off
   if opts.length and opts.length < len then
@@ -61,11 +49,11 @@ function M.run(opts, parser)
     hex = hex:gsub("(%x%x%x%x)", "%1 "):gsub(" $", "")
     out[#out + 1] = sformat("%08x: %-39s  %s", pos, hex, (bytes:gsub("[^\32-\126]", ".")))
     if #out == 256 then
-      emit_lines(out)
+      report.emit_lines(out)
       out = {}
     end
   end
-  emit_lines(out)
+  report.emit_lines(out)
   return 0
 end
 

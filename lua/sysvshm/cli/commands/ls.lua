@@ -4,12 +4,6 @@ local format = require "sysvshm.cli.format"
 local users = require "sysvshm.cli.users"
 local ipc = require "sysvshm.cli.ipc"
 
-local usage_error, emit, emit_lines = report.usage_error, report.emit, report.emit_lines
-local key_string, time_string, status_string, print_table = format.key_string, format.time_string,
-  format.status_string, format.print_table
-local user_name, euid, mine = users.user_name, users.euid, users.mine
-local list_or_fail, sem_list_or_fail = ipc.list_or_fail, ipc.sem_list_or_fail
-
 local M = {}
 
 M.def = {
@@ -32,22 +26,22 @@ M.def = {
 
 function M.run(opts, parser)
   if opts.shm and opts.sem then
-    usage_error(parser, "give --shm or --sem, not both")
+    report.usage_error(parser, "give --shm or --sem, not both")
   end
   local function only_mine(list)
     if not opts.mine then
       return list
     end
-    local uid, kept = euid(), {}
+    local uid, kept = users.euid(), {}
     for _, st in ipairs(list) do
-      if mine(st, uid) then
+      if users.mine(st, uid) then
         kept[#kept + 1] = st
       end
     end
     return kept
   end
-  local list = not opts.sem and only_mine(list_or_fail()) or {}
-  local sets = not opts.shm and only_mine(sem_list_or_fail()) or {}
+  local list = not opts.sem and only_mine(ipc.list_or_fail()) or {}
+  local sets = not opts.shm and only_mine(ipc.sem_list_or_fail()) or {}
   if opts.json then
     local out = {}
     for _, st in ipairs(list) do
@@ -57,32 +51,32 @@ function M.run(opts, parser)
       st.type = "sem"
       out[#out + 1] = format.json(st, ipc.SEM_FIELDS)
     end
-    emit_lines(out)
+    report.emit_lines(out)
     return 0
   end
   if not opts.sem then
     local rows = { { "KEY", "ID", "OWNER", "MODE", "SIZE", "NATTCH", "CPID", "LPID", "STATUS" } }
     for _, st in ipairs(list) do
       rows[#rows + 1] = {
-        key_string(st.key), tostring(st.id), user_name(st.uid), format.mode_string(st.mode),
+        format.key_string(st.key), tostring(st.id), users.user_name(st.uid), format.mode_string(st.mode),
         format.human_size(st.size), tostring(st.nattch), tostring(st.cpid), tostring(st.lpid),
-        status_string(st),
+        format.status_string(st),
       }
     end
-    print_table(rows, { false, true, false, false, true, true, true, true, false })
+    format.print_table(rows, { false, true, false, false, true, true, true, true, false })
   end
   if not opts.shm then
     if not opts.sem then
-      emit("\n")
+      report.emit("\n")
     end
     local rows = { { "KEY", "SEMID", "OWNER", "MODE", "NSEMS", "OTIME", "CTIME" } }
     for _, st in ipairs(sets) do
       rows[#rows + 1] = {
-        key_string(st.key), tostring(st.id), user_name(st.uid), format.mode_string(st.mode),
-        tostring(st.nsems), st.otime == 0 and "never" or time_string(st.otime), time_string(st.ctime),
+        format.key_string(st.key), tostring(st.id), users.user_name(st.uid), format.mode_string(st.mode),
+        tostring(st.nsems), st.otime == 0 and "never" or format.time_string(st.otime), format.time_string(st.ctime),
       }
     end
-    print_table(rows, { false, true, false, false, true, false, false })
+    format.print_table(rows, { false, true, false, false, true, false, false })
   end
   return 0
 end

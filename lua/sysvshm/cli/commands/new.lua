@@ -4,11 +4,6 @@ local report = require "sysvshm.cli.report"
 local format = require "sysvshm.cli.format"
 local args = require "sysvshm.cli.args"
 
-local Failure, fail, usage_error, emit, flush_out = report.Failure, report.fail, report.usage_error,
-  report.emit, report.flush_out
-local key_string = format.key_string
-local KEY_OPTION = args.KEY_OPTION
-
 local M = {}
 
 -- Permission bits: octal (0600, 600) or as ls shows them (rw-------).
@@ -25,7 +20,7 @@ local function parse_mode(parser, s)
     end
     return v
   end
-  usage_error(parser, "option --mode: '%s' is not a mode (octal, 0600, or rw-------)", s)
+  report.usage_error(parser, "option --mode: '%s' is not a mode (octal, 0600, or rw-------)", s)
 end
 
 -- A size: bytes, or with a suffix K, M, G, T (powers of 1024; KiB, kB... too).
@@ -39,7 +34,7 @@ local function parse_size(parser, s)
       return v
     end
   end
-  usage_error(parser, "option --size: '%s' is not a size (bytes, or with K, M, G, T: 4096, 4K, 1M)", s)
+  report.usage_error(parser, "option --size: '%s' is not a size (bytes, or with K, M, G, T: 4096, 4K, 1M)", s)
 end
 
 M.def = {
@@ -49,32 +44,32 @@ M.def = {
     .. "Without --key the segment is private (IPC_PRIVATE); with a key that is\n"
     .. "taken, nothing is created and the status is 1.",
   { "size", short = "s", metavar = "N", help = "size in bytes, or with K, M, G, T (required)" },
-  KEY_OPTION,
+  args.KEY_OPTION,
   { "mode", short = "m", metavar = "MODE", default = "0600",
     help = "permission bits, octal or as rw-r-----" },
 }
 
 function M.run(opts, parser)
   if opts.size == nil then
-    usage_error(parser, "option --size is required")
+    report.usage_error(parser, "option --size is required")
   end
   local size = parse_size(parser, opts.size)
   local mode = parse_mode(parser, opts.mode)
   local key = opts.key or shm.IPC_PRIVATE
   local id, msg = shm.create(key, size, { mode = mode })
   if not id then
-    fail("cannot create a segment of %d bytes%s: %s", size,
-         opts.key and " with key " .. key_string(key) or "", msg)
+    report.fail("cannot create a segment of %d bytes%s: %s", size,
+         opts.key and " with key " .. format.key_string(key) or "", msg)
   end
   -- The id is the only way to the new segment: if it cannot be written,
   -- remove the segment again rather than leave it behind unknown.
   local wrote, err = pcall(function()
-    emit(id, "\n")
-    flush_out()
+    report.emit(id, "\n")
+    report.flush_out()
   end)
   if not wrote then
     local removed, rmsg = shm.remove(id)
-    fail("%s; segment %d %s", getmetatable(err) == Failure and err.message or tostring(err), id,
+    report.fail("%s; segment %d %s", getmetatable(err) == report.Failure and err.message or tostring(err), id,
          removed and "removed again" or ("could not be removed: " .. tostring(rmsg)))
   end
   return 0

@@ -6,12 +6,6 @@ local users = require "sysvshm.cli.users"
 local args = require "sysvshm.cli.args"
 local ipc = require "sysvshm.cli.ipc"
 
-local PROG, usage_error, emit = report.PROG, report.usage_error, report.emit
-local euid, mine = users.euid, users.mine
-local parse_id, KEY_OPTION, SEM_OPTION = args.parse_id, args.KEY_OPTION, args.SEM_OPTION
-local about, open_key_or_fail, list_or_fail = ipc.about, ipc.open_key_or_fail, ipc.list_or_fail
-local sem_about, sem_open_key_or_fail = ipc.sem_about, ipc.sem_open_key_or_fail
-
 local M = {}
 
 local concat = table.concat
@@ -24,8 +18,8 @@ M.def = {
     .. "the last process detaches. Prints how many were removed (and their ids);\n"
     .. "the status is 1 when any could not be. With --sem, remove semaphore sets\n"
     .. "(by id or key) instead: at once, waking who waits on them with EIDRM.",
-  KEY_OPTION,
-  SEM_OPTION,
+  args.KEY_OPTION,
+  args.SEM_OPTION,
   { "mine-unattached", short = "u", type = "flag",
     help = "every segment this user owns or created with no attachment" },
   { "dry-run", short = "n", type = "flag", help = "only say what would be removed" },
@@ -34,23 +28,23 @@ M.def = {
 function M.run(opts, parser)
   local forms = (#opts > 0 and 1 or 0) + (opts.key and 1 or 0) + (opts.mine_unattached and 1 or 0)
   if forms ~= 1 then
-    usage_error(parser, "give segment ids, --key or --mine-unattached (%s)",
+    report.usage_error(parser, "give segment ids, --key or --mine-unattached (%s)",
                 forms == 0 and "none given" or "only one of them")
   end
   if opts.sem and opts.mine_unattached then
-    usage_error(parser, "--mine-unattached is for segments only (a semaphore set has no attachments)")
+    report.usage_error(parser, "--mine-unattached is for segments only (a semaphore set has no attachments)")
   end
   local ids = {}
   if #opts > 0 then
     for i = 1, #opts do
-      ids[i] = parse_id(parser, opts[i])
+      ids[i] = args.parse_id(parser, opts[i])
     end
   elseif opts.key then
-    ids[1] = (opts.sem and sem_open_key_or_fail or open_key_or_fail)(opts.key)
+    ids[1] = (opts.sem and ipc.sem_open_key_or_fail or ipc.open_key_or_fail)(opts.key)
   else
-    local uid = euid()
-    for _, st in ipairs(list_or_fail()) do
-      if mine(st, uid) and st.nattch == 0 and not st.removed then
+    local uid = users.euid()
+    for _, st in ipairs(ipc.list_or_fail()) do
+      if users.mine(st, uid) and st.nattch == 0 and not st.removed then
         ids[#ids + 1] = st.id
       end
     end
@@ -77,13 +71,13 @@ function M.run(opts, parser)
       gone[#gone + 1] = tostring(id)
     elseif msg then
       failed = failed + 1
-      io.stderr:write(PROG, " rm: ", (opts.sem and sem_about or about)(id, msg, errno), "\n")
+      io.stderr:write(report.PROG, " rm: ", (opts.sem and ipc.sem_about or ipc.about)(id, msg, errno), "\n")
     end
   end
   local n = #gone
   local what = opts.sem and (n == 1 and " semaphore set" or " semaphore sets")
     or (n == 1 and " segment" or " segments")
-  emit(opts.dry_run and "would remove " or "removed ", n, what,
+  report.emit(opts.dry_run and "would remove " or "removed ", n, what,
                   n > 0 and ": " .. concat(gone, " ") or "", "\n")
   return failed > 0 and 1 or 0
 end

@@ -7,14 +7,6 @@ local users = require "sysvshm.cli.users"
 local args = require "sysvshm.cli.args"
 local ipc = require "sysvshm.cli.ipc"
 
-local fail, usage_error, emit = report.fail, report.usage_error, report.emit
-local key_string, time_string, print_table = format.key_string, format.time_string, format.print_table
-local user_name, group_name = users.user_name, users.group_name
-local parse_id, KEY_OPTION, SEM_OPTION = args.parse_id, args.KEY_OPTION, args.SEM_OPTION
-local stat_or_fail, open_key_or_fail, holds = ipc.stat_or_fail, ipc.open_key_or_fail, ipc.holds
-local sem_about, sem_stat_or_fail, sem_open_key_or_fail = ipc.sem_about, ipc.sem_stat_or_fail,
-  ipc.sem_open_key_or_fail
-
 local M = {}
 
 local sformat = string.format
@@ -26,7 +18,7 @@ end
 
 -- A time field of st: seconds, and as a date.
 local function time_row(st, field)
-  return { field, sformat("%d (%s)", st[field], time_string(st[field])) }
+  return { field, sformat("%d (%s)", st[field], format.time_string(st[field])) }
 end
 
 -- The rows of `stat` for a segment or a set: id, key, the row `sized`
@@ -34,13 +26,13 @@ end
 local function rows_of(id, st, sized, rest)
   local rows = {
     { "id", tostring(id) },
-    { "key", key_string(st.key) .. (st.key == shm.IPC_PRIVATE and " (IPC_PRIVATE)" or "") },
+    { "key", format.key_string(st.key) .. (st.key == shm.IPC_PRIVATE and " (IPC_PRIVATE)" or "") },
     sized,
     { "mode", sformat("0%03o (%s)", st.mode, format.mode_string(st.mode)) },
-    { "uid", who(st.uid, user_name(st.uid)) },
-    { "gid", who(st.gid, group_name(st.gid)) },
-    { "cuid", who(st.cuid, user_name(st.cuid)) },
-    { "cgid", who(st.cgid, group_name(st.cgid)) },
+    { "uid", who(st.uid, users.user_name(st.uid)) },
+    { "gid", who(st.gid, users.group_name(st.gid)) },
+    { "cuid", who(st.cuid, users.user_name(st.cuid)) },
+    { "cgid", who(st.cgid, users.group_name(st.cgid)) },
   }
   return table.move(rest, 1, #rest, #rows + 1, rows)
 end
@@ -48,25 +40,25 @@ end
 -- `stat --sem`: every field of a semaphore set, and each semaphore's value,
 -- last pid and waiters.
 local function stat_sem(opts, parser)
-  local id = opts[1] and parse_id(parser, opts[1]) or sem_open_key_or_fail(opts.key)
-  local st = sem_stat_or_fail(id)
+  local id = opts[1] and args.parse_id(parser, opts[1]) or ipc.sem_open_key_or_fail(opts.key)
+  local st = ipc.sem_stat_or_fail(id)
   st.id, st.type = id, "sem"
   local values, msg, errno = sem.semctl(id, 0, sem.GETALL)
   if not values then
-    fail("%s", sem_about(id, msg, errno))
+    report.fail("%s", ipc.sem_about(id, msg, errno))
   end
   if opts.json then
     local fields = { table.unpack(ipc.SEM_FIELDS) }
     fields[#fields + 1] = "values"
     st.values = setmetatable(values, format.json_array)
-    emit(format.json(st, fields), "\n")
+    report.emit(format.json(st, fields), "\n")
     return 0
   end
   local rows = rows_of(id, st, { "nsems", tostring(st.nsems) }, {
     time_row(st, "otime"),
     time_row(st, "ctime"),
   })
-  print_table(rows, {})
+  format.print_table(rows, {})
   rows = { { "SEMNUM", "VALUE", "PID", "NCNT", "ZCNT" } }
   for i, v in ipairs(values) do
     local pid = sem.semctl(id, i - 1, sem.GETPID)
@@ -75,8 +67,8 @@ local function stat_sem(opts, parser)
     rows[#rows + 1] = { tostring(i - 1), tostring(v), tostring(pid or "?"), tostring(ncnt or "?"),
                         tostring(zcnt or "?") }
   end
-  emit("\n")
-  print_table(rows, { true, true, true, true, true })
+  report.emit("\n")
+  format.print_table(rows, { true, true, true, true, true })
   return 0
 end
 
@@ -94,31 +86,31 @@ M.def = {
     .. "moment, after the numbers are read (so they show the segment as it was;\n"
     .. "its atime, dtime and lpid change: --no-peek leaves them alone). Without\n"
     .. "read permission, no holds.",
-  KEY_OPTION,
+  args.KEY_OPTION,
   { "no-peek", short = "n", type = "flag", help = "only the numbers: do not attach to see what it holds" },
-  SEM_OPTION,
+  args.SEM_OPTION,
   { "json", short = "j", type = "flag", help = "one JSON object, as a line of ls --json" },
 }
 
 function M.run(opts, parser)
   if (opts[1] ~= nil) == (opts.key ~= nil) then
-    usage_error(parser, opts[1] and "give a segment id or --key, not both" or "give a segment id or --key")
+    report.usage_error(parser, opts[1] and "give a segment id or --key, not both" or "give a segment id or --key")
   end
   if opts.sem then
     return stat_sem(opts, parser)
   end
-  local id = opts[1] and parse_id(parser, opts[1]) or open_key_or_fail(opts.key)
-  local st = stat_or_fail(id)
+  local id = opts[1] and args.parse_id(parser, opts[1]) or ipc.open_key_or_fail(opts.key)
+  local st = ipc.stat_or_fail(id)
   st.id = id
   -- Then a look at the first bytes (the numbers above are from before this
   -- attachment; without read permission there is no look).
   local seg <close> = not opts.no_peek and shm.attach(id, { readonly = true }) or nil
   if seg then
-    st.holds, st.holds_version = holds(seg, 0)
+    st.holds, st.holds_version = ipc.holds(seg, 0)
     seg:detach()
   end
   if opts.json then
-    emit(format.json(st, ipc.FIELDS), "\n")
+    report.emit(format.json(st, ipc.FIELDS), "\n")
     return 0
   end
   local rows = rows_of(id, st, { "size", sformat("%d (%s)", st.size, format.human_size(st.size)) }, {
@@ -136,7 +128,7 @@ function M.run(opts, parser)
                                          st.holds_version, st.holds == "dict"
                                          and sformat(": sysvshm dict %d", id) or "") }
   end
-  print_table(rows, {})
+  format.print_table(rows, {})
   return 0
 end
 

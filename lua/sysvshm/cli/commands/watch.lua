@@ -5,14 +5,6 @@ local args = require "sysvshm.cli.args"
 local ipc = require "sysvshm.cli.ipc"
 local fields = require "sysvshm.cli.fields"
 
-local emit, flush_out = report.emit, report.flush_out
-local parse_id = args.parse_id
-local attach_ro, sleep = ipc.attach_ro, ipc.sleep
-local options_layout, check_place, field_lines, render_fields = fields.options_layout, fields.check_place,
-  fields.field_lines, fields.render_fields
-local MAX_ITEMS, LAYOUT_EPILOG, with_layout_options = fields.MAX_ITEMS, fields.LAYOUT_EPILOG,
-  fields.with_layout_options
-
 local M = {}
 
 local sformat, concat = string.format, table.concat
@@ -27,16 +19,12 @@ local function stdout_is_tty()
   return os.execute("test -t 1") == true
 end
 
-M.def = with_layout_options({
+M.def = fields.with_layout_options({
   summary = "show the fields of a layout, redrawn as they change",
-  args = "ID",
-  min_args = 1,
-  max_args = 1,
   description = "Show the fields of a layout in the segment every interval, as dump\n"
     .. "--layout does, marking with * the fields that changed since the last frame.\n"
     .. "On a terminal the screen is redrawn in place; otherwise the frames follow\n"
     .. "each other, separated by a blank line. Ctrl-C stops it.",
-  epilog = LAYOUT_EPILOG,
   { "offset", short = "o", type = "integer", min = 0, default = 0, help = "where the struct starts" },
   { "interval", short = "i", type = "number", min = 0, default = 1, metavar = "S",
     help = "seconds between frames" },
@@ -44,17 +32,17 @@ M.def = with_layout_options({
 })
 
 function M.run(opts, parser)
-  local id = parse_id(parser, opts[1])
-  local L = options_layout(parser, opts, "watch needs --layout FILE or --cdef FILE.h")
-  local seg <close> = attach_ro(id)
-  check_place(L, seg, id, opts.offset)
+  local id = args.parse_id(parser, opts[1])
+  local L = fields.options_layout(parser, opts, "watch needs --layout FILE or --cdef FILE.h")
+  local seg <close> = ipc.attach_ro(id)
+  fields.check_place(L, seg, id, opts.offset)
   local ansi = stdout_is_tty()
-  local max = not opts.full and MAX_ITEMS or nil
+  local max = not opts.full and fields.MAX_ITEMS or nil
   local prev, frame = nil, 0
 
   local function draw()
     frame = frame + 1
-    local lines = field_lines(L, L:read(seg, opts.offset), opts.offset, "", max)
+    local lines = fields.field_lines(L, L:read(seg, opts.offset), opts.offset, "", max)
     local marks = {}
     for i, l in ipairs(lines) do
       marks[i] = prev ~= nil and l[5] ~= prev[i][5]
@@ -65,19 +53,19 @@ function M.run(opts, parser)
                          opts.offset, frame, os.date("%H:%M:%S"),
                          st and sformat(", %d attached%s", st.nattch, st.removed and ", removed" or "")
                          or ", removed")
-    local text = render_fields(lines, marks, ansi)
+    local text = fields.render_fields(lines, marks, ansi)
     if ansi then
-      emit("\27[H\27[2J", head, "\n\n", concat(text, "\n"), "\n")
+      report.emit("\27[H\27[2J", head, "\n\n", concat(text, "\n"), "\n")
     else
-      emit(frame > 1 and "\n" or "", head, "\n", concat(text, "\n"), "\n")
+      report.emit(frame > 1 and "\n" or "", head, "\n", concat(text, "\n"), "\n")
     end
-    flush_out()
+    report.flush_out()
   end
 
   local ok, err = pcall(function()
     draw()
     while not opts.frames or frame < opts.frames do
-      sleep(opts.interval)
+      ipc.sleep(opts.interval)
       draw()
     end
   end)
