@@ -161,24 +161,10 @@ local function luafile(src)
   return path
 end
 
-local other_status
-
--- Whether commands can run as OTHER_UID: true, or false and why not.
+-- Whether commands can run as OTHER_UID: true, or false and why not
+-- (h.user_ok: root, setpriv, a checkout that other users can read).
 local function other_ok()
-  if other_status then return table.unpack(other_status) end
-  local why
-  if h.uid() ~= 0 then
-    why = "not root: cannot run the command as another user"
-  elseif not h.sh("command -v setpriv").ok then
-    why = "setpriv not found"
-  else
-    local r = h.sh(h.lua_env() .. AS_OTHER .. "lua5.4 " .. CLI .. " --version")
-    if not r.ok then
-      why = "uid " .. OTHER_UID .. " cannot run the command from the checkout: " .. h.explain(r)
-    end
-  end
-  other_status = { why == nil, why }
-  return why == nil, why
+  return h.user_ok(OTHER_UID, OTHER_UID)
 end
 
 -- ---- shm.list -------------------------------------------------------------------------
