@@ -23,15 +23,19 @@ ALL_CFLAGS = $(CFLAGS) $(WARN) -fPIC -fvisibility=hidden -D_GNU_SOURCE \
 
 SRCS    = $(wildcard src/*.c)
 HDRS    = $(wildcard src/*.h)
-BUILD   = build
+include tools/intree.mk
 MODULE  = $(BUILD)/sysvshm/core.so
 LUAMODS = $(wildcard lua/sysvshm/*.lua)
 TESTMODS = $(wildcard lua/sysvshm/testing/*.lua)
+CLIMODS = $(wildcard lua/sysvshm/cli/*.lua)
+CLICMDS = $(wildcard lua/sysvshm/cli/commands/*.lua)
 DEMOS   = $(wildcard lua/demo/*.lua)
 
 # Lua 5.4 finds the in-tree build through the 5.4-only variables, which
-# busted's 5.1 launcher does not read.
-export LUA_PATH_5_4  := $(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(LUA_PATH_5_4);;
+# busted's 5.1 launcher does not read; tools/intree.mk says where it is
+# (BUILD, LUA_DIR, which make BUILD=... overrides) and tools/intree.lua
+# makes the Lua search path.
+export LUA_PATH_5_4  := $(shell $(LUA) tools/intree.lua $(CURDIR) path);$(LUA_PATH_5_4);;
 export LUA_CPATH_5_4 := $(CURDIR)/$(BUILD)/?.so;$(LUA_CPATH_5_4);;
 
 .PHONY: all test check demo bench doc install uninstall clean fuzz fuzz-build
@@ -93,10 +97,13 @@ bench: $(MODULE)
 
 install: $(MODULE)
 	install -d $(DESTDIR)$(LUA_LIBDIR)/sysvshm $(DESTDIR)$(LUA_SHAREDIR)/sysvshm/demo \
-	  $(DESTDIR)$(LUA_SHAREDIR)/sysvshm/testing $(DESTDIR)$(PREFIX)/bin
+	  $(DESTDIR)$(LUA_SHAREDIR)/sysvshm/testing $(DESTDIR)$(LUA_SHAREDIR)/sysvshm/cli/commands \
+	  $(DESTDIR)$(PREFIX)/bin
 	install -m 0755 $(MODULE) $(DESTDIR)$(LUA_LIBDIR)/sysvshm/core.so
 	install -m 0644 $(LUAMODS) $(DESTDIR)$(LUA_SHAREDIR)/sysvshm/
 	install -m 0644 $(TESTMODS) $(DESTDIR)$(LUA_SHAREDIR)/sysvshm/testing/
+	install -m 0644 $(CLIMODS) $(DESTDIR)$(LUA_SHAREDIR)/sysvshm/cli/
+	install -m 0644 $(CLICMDS) $(DESTDIR)$(LUA_SHAREDIR)/sysvshm/cli/commands/
 	install -m 0644 $(DEMOS) $(DESTDIR)$(LUA_SHAREDIR)/sysvshm/demo/
 	install -m 0755 bin/sysvshm $(DESTDIR)$(PREFIX)/bin/sysvshm
 

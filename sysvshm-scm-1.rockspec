@@ -2,8 +2,10 @@ rockspec_format = "3.0"
 package = "sysvshm"
 version = "scm-1"
 
+-- A placeholder until the project is published: its public address goes
+-- here. `luarocks make` builds from the checkout it runs in and never reads it.
 source = {
-  url = "git+file:///work/main", -- replaced by the public address when published
+  url = "git+https://example.invalid/sysvshm.git",
 }
 
 description = {
@@ -39,21 +41,43 @@ build = {
     ["sysvshm.cdef"] = "lua/sysvshm/cdef.lua",
     ["sysvshm.options"] = "lua/sysvshm/options.lua",
     ["sysvshm.cli"] = "lua/sysvshm/cli.lua",
+    ["sysvshm.cli.args"] = "lua/sysvshm/cli/args.lua",
+    ["sysvshm.cli.dict_reader"] = "lua/sysvshm/cli/dict_reader.lua",
+    ["sysvshm.cli.fields"] = "lua/sysvshm/cli/fields.lua",
+    ["sysvshm.cli.format"] = "lua/sysvshm/cli/format.lua",
+    ["sysvshm.cli.ipc"] = "lua/sysvshm/cli/ipc.lua",
+    ["sysvshm.cli.report"] = "lua/sysvshm/cli/report.lua",
+    ["sysvshm.cli.users"] = "lua/sysvshm/cli/users.lua",
+    ["sysvshm.cli.commands.demo"] = "lua/sysvshm/cli/commands/demo.lua",
+    ["sysvshm.cli.commands.dict"] = "lua/sysvshm/cli/commands/dict.lua",
+    ["sysvshm.cli.commands.dump"] = "lua/sysvshm/cli/commands/dump.lua",
+    ["sysvshm.cli.commands.ls"] = "lua/sysvshm/cli/commands/ls.lua",
+    ["sysvshm.cli.commands.new"] = "lua/sysvshm/cli/commands/new.lua",
+    ["sysvshm.cli.commands.rm"] = "lua/sysvshm/cli/commands/rm.lua",
+    ["sysvshm.cli.commands.stat"] = "lua/sysvshm/cli/commands/stat.lua",
+    ["sysvshm.cli.commands.watch"] = "lua/sysvshm/cli/commands/watch.lua",
     ["sysvshm.testing"] = "lua/sysvshm/testing.lua",
     ["sysvshm.testing.busted"] = "lua/sysvshm/testing/busted.lua",
-    ["sysvshm.demo.prelude"] = "lua/demo/prelude.lua",
-    ["sysvshm.demo.writer"] = "lua/demo/writer.lua",
-    ["sysvshm.demo.reader"] = "lua/demo/reader.lua",
-    ["sysvshm.demo.counter"] = "lua/demo/counter.lua",
-    ["sysvshm.demo.pipeline"] = "lua/demo/pipeline.lua",
-    ["sysvshm.demo.ratelimit"] = "lua/demo/ratelimit.lua",
-    ["sysvshm.demo.record_layout"] = "lua/demo/record_layout.lua",
-    ["sysvshm.demo.semwriter"] = "lua/demo/semwriter.lua",
   },
   install = {
     bin = { sysvshm = "bin/sysvshm" },
+    -- The demo scripts (not modules: `sysvshm demo NAME` runs them), their
+    -- prelude and the example layout file, beside the modules in
+    -- sysvshm/demo/, where `make install` puts them too.
+    lua = {
+      ["sysvshm.demo.prelude"] = "lua/demo/prelude.lua",
+      ["sysvshm.demo.writer"] = "lua/demo/writer.lua",
+      ["sysvshm.demo.reader"] = "lua/demo/reader.lua",
+      ["sysvshm.demo.counter"] = "lua/demo/counter.lua",
+      ["sysvshm.demo.pipeline"] = "lua/demo/pipeline.lua",
+      ["sysvshm.demo.ratelimit"] = "lua/demo/ratelimit.lua",
+      ["sysvshm.demo.record_layout"] = "lua/demo/record_layout.lua",
+      ["sysvshm.demo.semwriter"] = "lua/demo/semwriter.lua",
+    },
   },
 }
 
 test_dependencies = { "busted" }
-test = { type = "busted" }
+-- `luarocks test`: the specs, with busted's Lua 5.4 (.busted sets the rest:
+-- the in-tree paths, the helper).
+test = { type = "busted", flags = { "--lua=lua5.4" } }

@@ -21,8 +21,9 @@ N=${N:-100000}
 LUA_INCDIR=${LUA_INCDIR:-/usr/include/lua5.4}
 LUA_LIB=${LUA_LIB:-/usr/lib/x86_64-linux-gnu/liblua5.4.a}
 
-export LUA_PATH_5_4="${LUA_PATH_5_4:-$root/lua/?.lua;$root/lua/?/init.lua;;}"
-export LUA_CPATH_5_4="${LUA_CPATH_5_4:-$root/build/?.so;;}"
+# (tools/intree.lua says where it is)
+export LUA_PATH_5_4="${LUA_PATH_5_4:-$(lua5.4 "$root/tools/intree.lua" "$root" path);;}"
+export LUA_CPATH_5_4="${LUA_CPATH_5_4:-$(lua5.4 "$root/tools/intree.lua" "$root" cpath);;}"
 
 command -v valgrind >/dev/null || { echo "profile: needs valgrind" >&2; exit 1; }
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/sysvshm-profile.XXXXXX")

@@ -40,8 +40,9 @@ LUA_INCDIR=${LUA_INCDIR:-/usr/include/lua5.4} # the lock rows' C program
 LUA_LIBS=${LUA_LIBS:--llua5.4}                # links src/ with Lua
 
 # the in-tree build, unless the caller (make bench) already said where
-export LUA_PATH_5_4="${LUA_PATH_5_4:-$root/lua/?.lua;$root/lua/?/init.lua;;}"
-export LUA_CPATH_5_4="${LUA_CPATH_5_4:-$root/build/?.so;;}"
+# (tools/intree.lua says where it is)
+export LUA_PATH_5_4="${LUA_PATH_5_4:-$(lua5.4 "$root/tools/intree.lua" "$root" path);;}"
+export LUA_CPATH_5_4="${LUA_CPATH_5_4:-$(lua5.4 "$root/tools/intree.lua" "$root" cpath);;}"
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/sysvshm-bench.XXXXXX")
 export SYSVSHM_BENCH_IPC="$tmp/ipc"

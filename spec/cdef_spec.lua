@@ -565,7 +565,7 @@ int record_open(const char *path);
 
   local function run(args)
     for i, a in ipairs(args) do args[i] = h.quote(a) end
-    return h.sh(h.lua_env() .. "lua5.4 lua/sysvshm/cli.lua " .. table.concat(args, " "))
+    return h.sh(h.lua_env() .. "lua5.4 bin/sysvshm " .. table.concat(args, " "))
   end
 
   it("shows the fields of a struct of a C header", function()

@@ -1,4 +1,4 @@
--- shm.list() and the `sysvshm` command (lua/sysvshm/cli.lua, bin/sysvshm),
+-- shm.list() and the `sysvshm` command (bin/sysvshm, lua/sysvshm/cli.lua),
 -- run as separate lua5.4 processes against segments each test creates (and
 -- h.cleanup removes). Every run is checked for a traceback in its output.
 --
@@ -10,7 +10,7 @@
 local h = require "helpers"
 local shm = h.shm
 
-local CLI = "lua/sysvshm/cli.lua"
+local CLI = "bin/sysvshm"
 local RECORD = h.root .. "/lua/demo/record_layout.lua"
 -- A uid no account has, different for each run, so that runs at the same
 -- time never see each other's segments as "mine".
@@ -34,7 +34,7 @@ local function no_traceback(r)
   assert.is_nil(all:find("stack", 1, true), "a stack trace in the output: " .. h.explain(r))
 end
 
--- Run `lua5.4 lua/sysvshm/cli.lua args...` from the checkout; `prefix` goes
+-- Run `lua5.4 bin/sysvshm args...` from the checkout; `prefix` goes
 -- before the interpreter (env settings, setpriv), `suffix` after the
 -- arguments (redirections). Returns h.sh's result.
 local function run(args, prefix, suffix)
@@ -161,24 +161,10 @@ local function luafile(src)
   return path
 end
 
-local other_status
-
--- Whether commands can run as OTHER_UID: true, or false and why not.
+-- Whether commands can run as OTHER_UID: true, or false and why not
+-- (h.user_ok: root, setpriv, a checkout that other users can read).
 local function other_ok()
-  if other_status then return table.unpack(other_status) end
-  local why
-  if h.uid() ~= 0 then
-    why = "not root: cannot run the command as another user"
-  elseif not h.sh("command -v setpriv").ok then
-    why = "setpriv not found"
-  else
-    local r = h.sh(h.lua_env() .. AS_OTHER .. "lua5.4 " .. CLI .. " --version")
-    if not r.ok then
-      why = "uid " .. OTHER_UID .. " cannot run the command from the checkout: " .. h.explain(r)
-    end
-  end
-  other_status = { why == nil, why }
-  return why == nil, why
+  return h.user_ok(OTHER_UID, OTHER_UID)
 end
 
 -- ---- shm.list -------------------------------------------------------------------------
@@ -286,11 +272,10 @@ describe("sysvshm", function()
       assert.equal(shm._VERSION .. "\n", ok({ "--version" }).stdout)
     end)
 
-    it("runs from anywhere without LUA_PATH_5_4, as cli.lua and as bin/sysvshm", function()
-      for _, script in ipairs { h.root .. "/lua/sysvshm/cli.lua", h.root .. "/bin/sysvshm" } do
-        local lua = script:match("cli%.lua$") and "lua5.4 " or ""
+    it("runs from anywhere without LUA_PATH_5_4, as bin/sysvshm and as lua5.4 bin/sysvshm", function()
+      for _, lua in ipairs { "", "lua5.4 " } do
         local r = h.sh("cd / && env -u LUA_PATH_5_4 -u LUA_CPATH_5_4 -u LUA_PATH -u LUA_CPATH -u LUA_INIT "
-                       .. lua .. h.quote(script) .. " --version")
+                       .. lua .. h.quote(h.root .. "/bin/sysvshm") .. " --version")
         assert.equal(0, r.code, h.explain(r))
         assert.equal(shm._VERSION .. "\n", r.stdout)
       end

@@ -74,14 +74,14 @@ end
 M.root = find_root()
 
 --- The 5.4-only search paths for children: the in-tree Lua modules and the
--- in-tree build, then (";;") Lua's defaults.
-M.lua_path = M.root .. "/lua/?.lua;" .. M.root .. "/lua/?/init.lua;;"
-M.lua_cpath = M.root .. "/build/?.so;;"
-
+-- in-tree build (tools/intree.lua), then (";;") Lua's defaults.
 --- The build the children load (the directory holding sysvshm/core.so):
 -- $SYSVSHM_BUILD_DIR when set to an absolute path (tools/check.sh points
--- it at its sanitizer and valgrind builds), otherwise <root>/build.
-M.build_dir = M.root .. "/build"
+-- it at its sanitizer and valgrind builds), otherwise the in-tree build.
+do
+  local path, cpath, build = dofile(M.root .. "/tools/intree.lua").paths(M.root)
+  M.lua_path, M.lua_cpath, M.build_dir = path .. ";;", cpath .. ";;", build
+end
 do
   local dir = os.getenv("SYSVSHM_BUILD_DIR")
   if dir and dir:match("^/") then

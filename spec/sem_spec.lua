@@ -639,7 +639,7 @@ end)
 
 describe("sysvshm ls, stat and rm with semaphore sets", function()
   local function cli(args)
-    return h.sh(h.lua_env() .. "lua5.4 lua/sysvshm/cli.lua " .. args)
+    return h.sh(h.lua_env() .. "lua5.4 bin/sysvshm " .. args)
   end
 
   it("ls lists sets beside segments; --sem and --shm filter, as ipcs -s and -m", function()

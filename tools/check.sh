@@ -71,7 +71,10 @@ set -u
 
 cd "$(dirname "$0")/.." || exit 2
 ROOT=$(pwd -P)
-CHECK_DIR=${CHECK_DIR:-$ROOT/build/check}
+# The in-tree build's directory, BUILD (tools/intree.mk, read in a subshell
+# so that none of its names leak into this script).
+INTREE_BUILD=$(. "$ROOT/tools/intree.mk" && echo "$BUILD")
+CHECK_DIR=${CHECK_DIR:-$ROOT/$INTREE_BUILD/check}
 case $CHECK_DIR in /*) ;; *) CHECK_DIR=$ROOT/$CHECK_DIR ;; esac
 CHECK_TIMEOUT=${CHECK_TIMEOUT:-900}
 CHECK_VALGRIND_SCALE=${CHECK_VALGRIND_SCALE:-0.02}
@@ -205,7 +208,7 @@ EOF
   env PATH="$(dirname "$wrapper"):$PATH" \
     LUAROCKS_CONFIG="$CHECK_DIR/luarocks-config.lua" \
     LUA_CPATH_5_4="$bdir/?.so;;" \
-    LUA_PATH_5_4="$ROOT/lua/?.lua;$ROOT/lua/?/init.lua;;" \
+    LUA_PATH_5_4="$("$LUA54" "$ROOT/tools/intree.lua" "$ROOT" path);;" \
     SYSVSHM_BUILD_DIR="$bdir" \
     CHECK_BEFORE="$before" CHECK_AFTER="$after" \
     "$@" \

@@ -47,15 +47,6 @@ local cli = options.new {
 }
 local opts = cli:parse_or_exit(arg)
 
--- Sleep the whole interval, even if a harmless signal cuts a sleep short.
--- (After Ctrl-C, Lua raises "interrupted!" as soon as shm.sleep returns.)
-local function sleep(seconds)
-  local done, left = shm.sleep(seconds)
-  while not done do
-    done, left = shm.sleep(left)
-  end
-end
-
 local id, seg -- what has to be cleaned up, once we have it
 
 local function main()
@@ -82,7 +73,9 @@ local function main()
   local n = 0
   while n ~= opts.count do -- forever when there is no --count
     if n > 0 then
-      sleep(opts.interval)
+      -- Only a signal with a handler cuts the sleep short; under lua5.4
+      -- that is Ctrl-C, and Lua raises "interrupted!" as soon as it returns.
+      shm.sleep(opts.interval)
     end
     if len == SIZE - 1 then
       len = 0 -- full: start over with a single 'A'
