@@ -219,6 +219,24 @@ static int lookup(lua_State *L, Dict *d, const Key *k, DictOut *o,
   return r;
 }
 
+/* The answer to a nil, empty or too long key, as ngx gives it: nil (or
+ * false, for the calls that answer ok, err) and the message. */
+static int key_error(lua_State *L, const Key *k, int boolean) {
+  if (boolean)
+    lua_pushboolean(L, 0);
+  else
+    lua_pushnil(L);
+  lua_pushstring(L, k->err);
+  return 2;
+}
+
+/* The unexpired value of k: 1 with *o filled, else 0. */
+static int live_value(lua_State *L, Dict *d, const Key *k, DictOut *o,
+                      uint32_t *where) {
+  return lookup(L, d, k, o, where) == DR_OK &&
+         !(o->expire != 0 && o->expire <= dict_now());
+}
+
 static int get_common(lua_State *L, int stale) {
   Dict *d = dict_check1(L);
   DictOut o;
@@ -227,11 +245,8 @@ static int get_common(lua_State *L, int stale) {
   int r, n;
 
   checkkey(L, 2, &k);
-  if (k.err != NULL) {
-    lua_pushnil(L);
-    lua_pushstring(L, k.err);
-    return 2;
-  }
+  if (k.err != NULL)
+    return key_error(L, &k, 0);
 
   dict_attached(L, d);
   r = lookup(L, d, &k, &o, &where);
@@ -302,15 +317,11 @@ static int d_version(lua_State *L) {
   Key k;
 
   checkkey(L, 2, &k);
-  if (k.err != NULL) {
-    lua_pushnil(L);
-    lua_pushstring(L, k.err);
-    return 2;
-  }
+  if (k.err != NULL)
+    return key_error(L, &k, 0);
 
   dict_attached(L, d);
-  if (lookup(L, d, &k, &o, &where) != DR_OK ||
-      (o.expire != 0 && o.expire <= dict_now())) {
+  if (!live_value(L, d, &k, &o, &where)) {
     lua_pushnil(L);
     return 1;
   }
@@ -376,11 +387,8 @@ static int store(lua_State *L, int op) {
     v.type = 0;
   }
 
-  if (k.err != NULL) {
-    lua_pushboolean(L, 0);
-    lua_pushstring(L, k.err);
-    return 2;
-  }
+  if (k.err != NULL)
+    return key_error(L, &k, 1);
 
   dict_attached(L, d);
   lock_or_raise(L, d);
@@ -541,11 +549,8 @@ static int d_incr(lua_State *L) {
   if (init.type != 0 && lua_gettop(L) >= 5)
     expire = checkexptime(L, 5);
 
-  if (k.err != NULL) {
-    lua_pushnil(L);
-    lua_pushstring(L, k.err);
-    return 2;
-  }
+  if (k.err != NULL)
+    return key_error(L, &k, 0);
 
   dict_attached(L, d);
   lock_or_raise(L, d);
@@ -689,11 +694,8 @@ static int push_common(lua_State *L, int left) {
   if (lua_type(L, 3) != LUA_TNUMBER && lua_type(L, 3) != LUA_TSTRING)
     luaL_argerror(L, 3, "bad value type (number or string expected)");
   checkvalue(L, 3, &v);
-  if (k.err != NULL) {
-    lua_pushnil(L);
-    lua_pushstring(L, k.err);
-    return 2;
-  }
+  if (k.err != NULL)
+    return key_error(L, &k, 0);
 
   dict_attached(L, d);
   lock_or_raise(L, d);
@@ -791,11 +793,8 @@ static int pop_common(lua_State *L, int left) {
   Key k;
 
   checkkey(L, 2, &k);
-  if (k.err != NULL) {
-    lua_pushnil(L);
-    lua_pushstring(L, k.err);
-    return 2;
-  }
+  if (k.err != NULL)
+    return key_error(L, &k, 0);
 
   dict_attached(L, d);
   lock_or_raise(L, d);
@@ -917,15 +916,11 @@ static int d_llen(lua_State *L) {
   size_t last;
 
   checkkey(L, 2, &k);
-  if (k.err != NULL) {
-    lua_pushnil(L);
-    lua_pushstring(L, k.err);
-    return 2;
-  }
+  if (k.err != NULL)
+    return key_error(L, &k, 0);
 
   dict_attached(L, d);
-  if (lookup(L, d, &k, &o, &where) != DR_OK ||
-      (o.expire != 0 && o.expire <= dict_now())) {
+  if (!live_value(L, d, &k, &o, &where)) {
     lua_pushinteger(L, 0);
     return 1;
   }
@@ -960,11 +955,8 @@ static int d_ttl(lua_State *L) {
   Key k;
 
   checkkey(L, 2, &k);
-  if (k.err != NULL) {
-    lua_pushnil(L);
-    lua_pushstring(L, k.err);
-    return 2;
-  }
+  if (k.err != NULL)
+    return key_error(L, &k, 0);
 
   dict_attached(L, d);
   now = dict_now();
@@ -1000,11 +992,8 @@ static int d_expire(lua_State *L) {
   checkkey(L, 2, &k);
   luaL_checkany(L, 3);
   expire = checkexptime(L, 3);
-  if (k.err != NULL) {
-    lua_pushnil(L);
-    lua_pushstring(L, k.err);
-    return 2;
-  }
+  if (k.err != NULL)
+    return key_error(L, &k, 0);
 
   dict_attached(L, d);
   lock_or_raise(L, d);
@@ -1253,11 +1242,8 @@ static int d_cas(lua_State *L) {
   checkvalue(L, 4, &nv);
   expire = checkexptime(L, 5);
   flags = checkflags(L, 6);
-  if (k.err != NULL) {
-    lua_pushnil(L);
-    lua_pushstring(L, k.err);
-    return 2;
-  }
+  if (k.err != NULL)
+    return key_error(L, &k, 0);
 
   dict_attached(L, d);
   lock_or_raise(L, d);
