@@ -116,7 +116,6 @@ typedef struct Channel {
   char fmt[32];    /* (fmtlen > sizeof fmt: none) */
 } Channel;
 
-#define CH_MT_UPVALUE lua_upvalueindex(2)
 
 /* How a send or receive ended, besides success. */
 enum { CH_OK, CH_TIMEOUT, CH_CLOSED, CH_INTERRUPTED, CH_CORRUPT, CH_NOMEM };
@@ -1310,25 +1309,18 @@ static int ch_tostring(lua_State *L) {
 /* ---- construction -------------------------------------------------------- */
 
 static Channel *ch_push(lua_State *L, Segment *s, size_t off, size_t region) {
-  Channel *c = (Channel *)lua_newuserdatauv(L, sizeof *c, 1);
+  Channel *c = (Channel *)shmL_newhandle(L, sizeof *c);
 
   c->tag = &ch_tag;
   c->main = sync_mainthread(L);
   c->spin = spin_start();
-  c->have_head = c->have_tail = 0; /* read the other side's index first */
-  c->head_seen = c->tail_seen = 0;
+  /* have_head, have_tail 0: read the other side's index first */
   c->seg = s;
   c->off = off;
   c->region = region;
   c->maxmsg = region / 2;
   c->cap = ring_capacity(region);
-  c->buf = NULL;
-  c->bufsize = 0;
   c->fmtlen = (size_t)-1;
-  lua_pushvalue(L, CH_MT_UPVALUE);
-  lua_setmetatable(L, -2);
-  lua_pushvalue(L, 1);
-  lua_setiuservalue(L, -2, 1); /* keep the segment alive */
   return c;
 }
 

@@ -29,7 +29,6 @@
 #include "dict.h"
 
 #define DICT_TNAME "sysvshm.dict"
-#define DICT_MT_UPVALUE lua_upvalueindex(2)
 
 static const char dict_tag = 0;
 
@@ -1488,17 +1487,12 @@ static int d_tostring(lua_State *L) {
 /* ---- construction -------------------------------------------------------- */
 
 static Dict *dict_push(lua_State *L, Segment *s, size_t off) {
-  Dict *d = (Dict *)lua_newuserdatauv(L, sizeof *d, 1);
+  Dict *d = (Dict *)shmL_newhandle(L, sizeof *d);
 
-  memset(d, 0, sizeof *d);
   d->tag = &dict_tag;
   d->seg = s;
   d->off = off;
   d->stripe = (uint32_t)getpid();
-  lua_pushvalue(L, DICT_MT_UPVALUE);
-  lua_setmetatable(L, -2);
-  lua_pushvalue(L, 1);
-  lua_setiuservalue(L, -2, 1); /* keep the segment alive */
   return d;
 }
 

@@ -174,6 +174,21 @@ void shmL_checkopts(lua_State *L, int arg, const char *const names[]) {
   }
 }
 
+/* A zeroed handle (mutex, channel, dictionary) of size bytes for the
+ * segment at argument 1: its metatable is the constructor's upvalue 2
+ * (each carries it there), and the segment is kept alive in its user value
+ * for as long as the handle lives. */
+void *shmL_newhandle(lua_State *L, size_t size) {
+  void *h = lua_newuserdatauv(L, size, 1);
+
+  memset(h, 0, size);
+  lua_pushvalue(L, lua_upvalueindex(2));
+  lua_setmetatable(L, -2);
+  lua_pushvalue(L, 1);
+  lua_setiuservalue(L, -2, 1);
+  return h;
+}
+
 /* A System V key: any 32-bit value, signed (as key_t and ftok give it) or
  * unsigned (as ipcs prints it, 0xdeadbeef). */
 key_t shmL_checkkey(lua_State *L, int arg) {

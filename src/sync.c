@@ -344,7 +344,6 @@ typedef struct Mutex {
   int held; /* locked by this handle: unlocked by __gc */
 } Mutex;
 
-#define MUTEX_MT_UPVALUE lua_upvalueindex(2)
 
 /* As for segments (seg_test): a tag instead of a metatable lookup. */
 static const char mutex_tag = 0;
@@ -590,16 +589,11 @@ static int shm_mutex(lua_State *L) {
   int open = mutex_opts(L, 3);
   Mutex *m;
 
-  m = (Mutex *)lua_newuserdatauv(L, sizeof *m, 1);
+  m = (Mutex *)shmL_newhandle(L, sizeof *m);
   m->tag = &mutex_tag;
   m->main = sync_mainthread(L);
   m->seg = s;
   m->off = off;
-  m->held = 0;
-  lua_pushvalue(L, MUTEX_MT_UPVALUE);
-  lua_setmetatable(L, -2);
-  lua_pushvalue(L, 1);
-  lua_setiuservalue(L, -2, 1); /* keep the segment alive */
 
   if (!open) /* the allocations above may have run a finalizer */
     shm_lockinit(mutex_word(L, m));

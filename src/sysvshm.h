@@ -126,6 +126,7 @@ lua_Number shmL_checknumber(lua_State *L, int arg);
 lua_Integer shmL_optint(lua_State *L, int arg, lua_Integer def);
 int shmL_pusherror(lua_State *L, const char *what); /* nil, "what: strerror", errno */
 int shmL_checkmode(lua_State *L, int arg, lua_Integer v); /* 0..0777 */
+void *shmL_newhandle(lua_State *L, size_t size); /* see segment.c */
 key_t shmL_checkkey(lua_State *L, int arg); /* a 32-bit System V key */
 int shmL_optfield_int(lua_State *L, int arg, const char *k, lua_Integer *v);
 int shmL_optfield_bool(lua_State *L, int arg, const char *k, int def);
