@@ -38,7 +38,7 @@ DEMOS   = $(wildcard lua/demo/*.lua)
 export LUA_PATH_5_4  := $(shell $(LUA) tools/intree.lua $(CURDIR) path);$(LUA_PATH_5_4);;
 export LUA_CPATH_5_4 := $(CURDIR)/$(BUILD)/?.so;$(LUA_CPATH_5_4);;
 
-.PHONY: all test check demo bench doc install uninstall clean fuzz fuzz-build
+.PHONY: all test stress check demo bench doc install uninstall clean fuzz fuzz-build
 
 # libFuzzer targets (fuzz/): each fuzz/<target>.lua run by fuzz/driver.c,
 # linked with the module's sources, built with clang's libFuzzer, ASan and
@@ -69,6 +69,11 @@ test: $(MODULE)
 	sh tools/busted_summary.sh "$$out"; verdict=$$?; \
 	code=$$(cat "$$rc"); rm -f "$$out" "$$rc"; \
 	[ "$$code" = 0 ] && [ "$$verdict" = 0 ]
+
+# The multi-process stress tests alone (#stress: left out of `make test`,
+# run by `make check` under ASan and the collector stress gate).
+stress: $(MODULE)
+	$(BUSTED) --lua=$(LUA) --exclude-tags=manual --tags=stress
 
 # The reliability gates: sanitizers, valgrind, linters (tools/check.sh).
 check: $(MODULE)

@@ -96,7 +96,7 @@ CHECK_KEEP_GOING=${CHECK_KEEP_GOING:-1}
 CHECK_VALGRIND_EXCLUDE_TAGS=${CHECK_VALGRIND_EXCLUDE_TAGS-stress}
 CHECK_VALGRIND_CHILDREN=${CHECK_VALGRIND_CHILDREN:-0}
 CHECK_VALGRIND_SKIP=${CHECK_VALGRIND_SKIP-reader.stops.quietly.on.SIGINT shows.every.field,.the.numbers.readable.too shows.a.segment.as.ipcs removes.the.segment.it.created.when.it.cannot.print Ctrl.C.interrupts wakes.a.sender.sleeping.on.a.full.channel writer/reader.runs.end.to.end}
-SUITE_ARGS=""
+SUITE_ARGS="--exclude-tags=manual" # the #stress tests too (.busted leaves them out)
 CC=${CC:-cc}
 MAKE=${MAKE:-make}
 BUSTED=${BUSTED:-busted}
@@ -412,7 +412,7 @@ EOF
   SUITE_ARGS="$SUITE_ARGS --exclude-tags=manual,$CHECK_VALGRIND_EXCLUDE_TAGS"
   suite valgrind "$wrapper" "$bdir" "$logs" \
     SYSVSHM_STRESS_SCALE="$CHECK_VALGRIND_SCALE"
-  SUITE_ARGS=""
+  SUITE_ARGS="--exclude-tags=manual"
 }
 
 # ---- gcstress -------------------------------------------------------------------
