@@ -118,7 +118,8 @@ typedef struct Channel {
 
 
 /* How a send or receive ended, besides success. */
-enum { CH_OK, CH_TIMEOUT, CH_CLOSED, CH_INTERRUPTED, CH_CORRUPT, CH_NOMEM };
+enum { CH_OK, CH_TIMEOUT, CH_CLOSED, CH_INTERRUPTED, CH_CORRUPT, CH_NOMEM,
+       CH_EMPTY };
 
 static const char *const ch_why[] = {"ok", "timeout", "closed", "interrupted"};
 
@@ -298,35 +299,68 @@ static void ch_publish(uint32_t *seq, uint32_t *waiters) {
   }
 }
 
-/* Copy into / out of the ring at byte position pos (mod capacity). */
-static void ring_put(unsigned char *r, uint64_t cap, uint64_t pos,
-                     const void *src, size_t n) {
-  size_t i = (size_t)(pos % cap);
-  size_t first = n < cap - i ? n : (size_t)(cap - i);
-
-  memcpy(r + i, src, first);
-  memcpy(r, (const unsigned char *)src + first, n - first);
-}
-
-static void ring_get(const unsigned char *r, uint64_t cap, uint64_t pos,
-                     void *dst, size_t n) {
-  if (n == 0) /* dst may be NULL then: no buffer yet */
-    return;
-
-  size_t i = (size_t)(pos % cap);
-  size_t first = n < cap - i ? n : (size_t)(cap - i);
-
-  memcpy(dst, r + i, first);
-  memcpy((unsigned char *)dst + first, r, n - first);
-}
-
-/* ---- operations ---------------------------------------------------------- */
-
 #if defined(__GNUC__)
 #define CH_INLINE static inline __attribute__((always_inline))
 #else
 #define CH_INLINE static inline
 #endif
+
+/* The ring index of byte position pos: one division per call; records
+ * then advance it with ring_skip.  Positions and the capacity are
+ * multiples of 8, so a record's 8-byte length never wraps around the end;
+ * its bytes may. */
+static size_t ring_index(uint64_t cap, uint64_t pos) {
+  return (size_t)(pos % cap);
+}
+
+static size_t ring_skip(size_t cap, size_t i, size_t n) {
+  /* i < cap and n <= cap: one subtraction wraps */
+  return n < cap - i ? i + n : i + n - cap;
+}
+
+/* Copy n bytes into / out of the ring from index i, wrapping around. */
+static void ring_put(unsigned char *r, size_t cap, size_t i, const void *src,
+                     size_t n) {
+  size_t first = n < cap - i ? n : cap - i;
+
+  memcpy(r + i, src, first);
+  if (first < n)
+    memcpy(r, (const unsigned char *)src + first, n - first);
+}
+
+static void ring_get(const unsigned char *r, size_t cap, size_t i, void *dst,
+                     size_t n) {
+  size_t first = n < cap - i ? n : cap - i;
+
+  if (n == 0) /* dst may be NULL then: no buffer yet */
+    return;
+
+  memcpy(dst, r + i, first);
+  if (first < n)
+    memcpy((unsigned char *)dst + first, r, n - first);
+}
+
+/* Write a record at index i: its length, then its bytes (the padding is
+ * left as it is).  Returns the index after the record. */
+CH_INLINE size_t ring_write(unsigned char *r, size_t cap, size_t i,
+                         const void *bytes, size_t len) {
+  uint64_t n = len;
+
+  memcpy(r + i, &n, 8);
+  i = ring_skip(cap, i, 8);
+  ring_put(r, cap, i, bytes, len);
+  return ring_skip(cap, i, round8(len));
+}
+
+/* The length of the record at index i, read once from the ring. */
+static uint64_t ring_reclen(const unsigned char *r, size_t i) {
+  uint64_t n;
+
+  memcpy(&n, r + i, 8);
+  return n;
+}
+
+/* ---- operations ---------------------------------------------------------- */
 
 /* What a send puts into the ring: a string's bytes, or a pack that
  * shm_packcheck accepted (sendpack). */
@@ -337,6 +371,88 @@ typedef struct ChMsg {
   unsigned char *scratch; /* sendpack: len bytes, for a record that wraps */
 } ChMsg;
 
+/* A sender's start, with the send lock held: tail (ours while we hold the
+ * lock), checked.  Bit 0 of tail is the closed flag (see the top); bits 1
+ * and 2 are never set.  CH_OK, CH_CLOSED or CH_CORRUPT. */
+static int ch_send_begin(const Channel *c, ChHeader *h, uint64_t *tail) {
+  *tail = __atomic_load_n(&h->tail, __ATOMIC_RELAXED);
+  if (*tail & 6)
+    return CH_CORRUPT;
+
+  if (*tail & 1) { /* closed, unless it is out of range */
+    uint64_t head = __atomic_load_n(&h->head, __ATOMIC_SEQ_CST);
+
+    return (*tail - 1 - head > c->cap || head % 8 != 0) ? CH_CORRUPT
+                                                         : CH_CLOSED;
+  }
+
+  return CH_OK;
+}
+
+/* Room for a sender at tail, which holds the send lock: waits until at
+ * least `first` bytes are free, reading head only when the free space the
+ * handle knows of is less than `want` (>= first: what the caller would
+ * like to write at once).  CH_OK with *free the bytes known free,
+ * CH_CLOSED, CH_TIMEOUT, CH_INTERRUPTED or CH_CORRUPT.
+ *
+ * head_seen is a head this handle read earlier (validated then: a
+ * multiple of 8, at most cap behind the tail of that moment).  Invariant,
+ * for a region nobody corrupts: head_seen <= head <= tail and
+ * tail - head <= cap, because head only grows and receivers never pass
+ * tail.  So while tail - head_seen <= cap, cap - (tail - head_seen)
+ * under-estimates the free space and is safe to write into without
+ * reading head.  Other senders (other handles) may have moved tail since
+ * head_seen was read, so tail - head_seen can exceed cap: then, as when
+ * the cached value is not enough, read head again and validate it against
+ * tail.  A corrupt tail (too far from head_seen) is caught by that
+ * validation; positions are taken mod cap, so whatever passes stays
+ * inside the ring. */
+static int ch_room(ShmWaiter *wt, Channel *c, ChHeader *h, uint64_t tail,
+                   uint64_t first, uint64_t want,
+                   const struct timespec *deadline, uint64_t *free) {
+  uint64_t cap = c->cap;
+
+  for (;;) {
+    uint64_t used = tail - c->head_seen, head;
+    int why;
+
+    if (__atomic_load_n(&h->closed, __ATOMIC_SEQ_CST))
+      return CH_CLOSED;
+
+    *free = (c->have_head && used <= cap) ? cap - used : 0;
+    if (*free >= want)
+      return CH_OK;
+
+    head = __atomic_load_n(&h->head, __ATOMIC_SEQ_CST);
+    if (tail - head > cap || head % 8 != 0) /* corrupt region */
+      return CH_CORRUPT;
+
+    c->head_seen = head;
+    c->have_head = 1;
+    *free = cap - (tail - head);
+    if (*free >= first)
+      return CH_OK;
+
+    why = ch_wait(wt, c, &h->head, head, &h->space_seq, &h->send_waiters,
+                  &h->closed, deadline);
+    if (why != CH_OK)
+      return why;
+  }
+}
+
+/* A sender's end: publish [tail, pos) with a compare-and-swap of tail,
+ * which fails once closed (or if the word was overwritten: then the
+ * records are not sent), and wake receivers that sleep.  CH_OK, CH_CLOSED
+ * or CH_CORRUPT. */
+static int ch_send_publish(ChHeader *h, uint64_t tail, uint64_t pos) {
+  if (!__atomic_compare_exchange_n(&h->tail, &tail, pos, 0, __ATOMIC_SEQ_CST,
+                                   __ATOMIC_SEQ_CST))
+    return (tail & 1) ? CH_CLOSED : CH_CORRUPT;
+
+  ch_publish(&h->data_seq, &h->recv_waiters);
+  return CH_OK;
+}
+
 /* The body of send and sendpack (inlined into each): wait for room, write
  * the record, publish it.  Nothing here raises while the send lock is held:
  * a corrupt region is reported after unlocking; shm_packwrite makes no Lua
@@ -345,94 +461,40 @@ typedef struct ChMsg {
 CH_INLINE int ch_put(lua_State *L, Channel *c, const ChMsg *m,
                      const struct timespec *deadline) {
   ChHeader *h = header(c);
-  uint64_t cap = c->cap, need, tail;
-  size_t len = m->len;
+  unsigned char *r = ring(c);
+  size_t cap = (size_t)c->cap, len = m->len, i;
+  uint64_t need = 8u + round8(len), tail, free;
   ShmWaiter wt;
   int why;
 
-  need = 8u + round8(len);
   sync_waitinit(&wt, L, c->main);
   why = ch_lock(&wt, &h->send_lock, deadline);
   if (why != CH_OK)
     return why;
 
-  /* tail is ours while we hold the send lock.  head_seen is a head this
-   * handle read earlier (validated then: a multiple of 8, at most cap
-   * behind the tail of that moment).  Invariant, for a region nobody
-   * corrupts: head_seen <= head <= tail and tail - head <= cap, because
-   * head only grows and receivers never pass tail.  So while
-   * tail - head_seen <= cap, cap - (tail - head_seen) under-estimates the
-   * free space and is safe to write into without reading head.  Other
-   * senders (other handles) may have moved tail since head_seen was read,
-   * so tail - head_seen can exceed cap: then, as when the cached value says
-   * the message does not fit, read head again and validate it against
-   * tail.  A corrupt tail (not a multiple of 8, or too far from head_seen)
-   * is caught here or by that validation; positions are taken mod cap, so
-   * whatever passes stays inside the ring.  Bit 0 of tail is the closed
-   * flag (see the top). */
-  tail = __atomic_load_n(&h->tail, __ATOMIC_RELAXED);
-  if (tail & 6) {
-    why = CH_CORRUPT;
-  } else if (tail & 1) { /* closed, unless it is out of range */
-    uint64_t head = __atomic_load_n(&h->head, __ATOMIC_SEQ_CST);
-
-    why = (tail - 1 - head > cap || head % 8 != 0) ? CH_CORRUPT : CH_CLOSED;
-  }
-
-  while (why == CH_OK) {
-    uint64_t used = tail - c->head_seen;
-
-    if (__atomic_load_n(&h->closed, __ATOMIC_SEQ_CST)) {
-      why = CH_CLOSED;
-      break;
-    }
-
-    if (!c->have_head || used > cap || cap - used < need) {
-      uint64_t head = __atomic_load_n(&h->head, __ATOMIC_SEQ_CST);
-
-      if (tail - head > cap || head % 8 != 0) { /* corrupt region */
-        why = CH_CORRUPT;
-        break;
-      }
-
-      c->head_seen = head;
-      c->have_head = 1;
-      if (cap - (tail - head) < need) {
-        why = ch_wait(&wt, c, &h->head, head, &h->space_seq, &h->send_waiters,
-                      &h->closed, deadline);
-        continue;
-      }
-    }
-
-    {
+  why = ch_send_begin(c, h, &tail);
+  if (why == CH_OK)
+    why = ch_room(&wt, c, h, tail, need, need, deadline, &free);
+  if (why == CH_OK) {
+    i = ring_index(cap, tail);
+    if (m->pk == NULL) {
+      ring_write(r, cap, i, m->bytes, len);
+    } else {
+      /* The message starts 8 bytes into its record; alignment is relative
+       * to that start (position 0).  Packed in place when it does not
+       * wrap, else into the scratch buffer and copied. */
       uint64_t n = len;
 
-      ring_put(ring(c), cap, tail, &n, 8);
-      if (m->pk == NULL) {
-        ring_put(ring(c), cap, tail + 8, m->bytes, len);
+      memcpy(r + i, &n, 8);
+      i = ring_skip(cap, i, 8);
+      if (len <= cap - i) {
+        shm_packwrite(L, m->pk, r + i, 0);
       } else {
-        /* The message starts 8 bytes into its record; alignment is
-         * relative to that start (position 0).  Packed in place when it
-         * does not wrap, else into the scratch buffer and copied. */
-        size_t at = (size_t)((tail + 8) % cap);
-
-        if (len <= cap - at) {
-          shm_packwrite(L, m->pk, ring(c) + at, 0);
-        } else {
-          shm_packwrite(L, m->pk, m->scratch, 0);
-          ring_put(ring(c), cap, tail + 8, m->scratch, len);
-        }
+        shm_packwrite(L, m->pk, m->scratch, 0);
+        ring_put(r, cap, i, m->scratch, len);
       }
-      /* Published unless closed meanwhile (or the word was overwritten):
-       * the compare-and-swap fails then, and the message is not sent. */
-      if (!__atomic_compare_exchange_n(&h->tail, &tail, tail + need, 0,
-                                       __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) {
-        why = (tail & 1) ? CH_CLOSED : CH_CORRUPT;
-        break;
-      }
-      ch_publish(&h->data_seq, &h->recv_waiters);
-      break;
     }
+    why = ch_send_publish(h, tail, tail + need);
   }
 
   (void)shm_unlock(&h->send_lock); /* not ours only if overwritten */
@@ -568,6 +630,90 @@ static int ch_sendpack(lua_State *L) {
   return ch_sent(L, ch_put(L, c, &m, timed ? &deadline : NULL));
 }
 
+/* A receiver's start, with the receive lock held: head (ours while we hold
+ * the lock), checked.  CH_OK or CH_CORRUPT. */
+static int ch_recv_begin(ChHeader *h, uint64_t *head) {
+  *head = __atomic_load_n(&h->head, __ATOMIC_RELAXED);
+  return *head % 8 != 0 ? CH_CORRUPT : CH_OK;
+}
+
+/* What is published from pos on, for a receiver that holds the receive
+ * lock and took head as its start: from tail_seen when that says there is
+ * something, else reading tail again, and when wait is set waiting for a
+ * message.  CH_OK with *avail > 0 bytes; CH_EMPTY (wait not set) when
+ * nothing more is published; CH_CLOSED (closed and nothing left),
+ * CH_TIMEOUT, CH_INTERRUPTED or CH_CORRUPT.  *fresh: tail was read.
+ *
+ * tail_seen is a tail this handle read earlier (validated then).  For a
+ * region nobody corrupts, tail_seen <= tail (tail only grows), so when
+ * 0 < tail_seen - pos <= cap the bytes [pos, tail_seen) are published
+ * and can be read without reading tail.  Other receivers may have moved
+ * head past tail_seen (the difference then wraps above cap): read tail
+ * again and validate it against head, as when the cached value says
+ * empty.  Whatever passes keeps every read inside the ring: positions are
+ * taken mod cap, and a record must fit in what is available. */
+static int ch_published(ShmWaiter *wt, Channel *c, ChHeader *h, uint64_t head,
+                        uint64_t pos, int wait, const struct timespec *deadline,
+                        uint64_t *avail, int *fresh) {
+  uint64_t cap = c->cap;
+
+  *fresh = 0;
+  for (;;) {
+    uint64_t raw, tail;
+    int why;
+
+    *avail = c->tail_seen - pos;
+    if (c->have_tail && *avail != 0 && *avail <= cap)
+      return CH_OK;
+
+    raw = __atomic_load_n(&h->tail, __ATOMIC_SEQ_CST);
+    tail = raw & ~(uint64_t)1; /* bit 0: closed */
+    if (!(raw & 1) && __atomic_load_n(&h->closed, __ATOMIC_SEQ_CST)) {
+      /* close() sets the bit before the word: look again (a peer that set
+       * the word alone gets "closed" too, once empty) */
+      raw = __atomic_load_n(&h->tail, __ATOMIC_SEQ_CST) | 1u;
+      tail = raw & ~(uint64_t)1;
+    }
+
+    if (tail - head > cap || tail % 8 != 0 || tail - pos > tail - head)
+      return CH_CORRUPT;
+
+    c->tail_seen = tail;
+    c->have_tail = 1;
+    *fresh = 1;
+    *avail = tail - pos;
+    if (*avail != 0)
+      return CH_OK;
+
+    if (!wait)
+      return CH_EMPTY;
+
+    /* Closed and empty: no send can land after the bit (its
+     * compare-and-swap fails), so nothing is left behind. */
+    if (raw & 1)
+      return CH_CLOSED;
+
+    why = ch_wait(wt, c, &h->tail, raw, &h->data_seq, &h->recv_waiters,
+                  &h->closed, deadline);
+    if (why != CH_OK)
+      return why;
+  }
+}
+
+/* The length of the record at index i, of which avail bytes are published:
+ * CH_OK when it is one a sender could have written, else CH_CORRUPT. */
+static int ch_reclen(const Channel *c, size_t i, uint64_t avail,
+                     uint64_t *len) {
+  *len = ring_reclen(ring(c), i);
+  return (*len > avail - 8 || *len > c->maxmsg) ? CH_CORRUPT : CH_OK;
+}
+
+/* A receiver's end: consume up to pos and wake senders that sleep. */
+static void ch_recv_publish(ChHeader *h, uint64_t pos) {
+  __atomic_store_n(&h->head, pos, __ATOMIC_SEQ_CST);
+  ch_publish(&h->space_seq, &h->send_waiters);
+}
+
 /* The body of recv and recvunpack (inlined into each): wait for a
  * message, copy it into c->buf (malloc'd: nothing raises under the lock),
  * consume it.  CH_OK with *plen its length, CH_TIMEOUT, CH_CLOSED,
@@ -575,9 +721,10 @@ static int ch_sendpack(lua_State *L) {
 CH_INLINE int ch_take(lua_State *L, Channel *c,
                       const struct timespec *deadline, uint64_t *plen) {
   ChHeader *h = header(c);
-  uint64_t cap = c->cap, head, len = 0;
+  size_t cap = (size_t)c->cap, i = 0;
+  uint64_t head, avail, len = 0;
   ShmWaiter wt;
-  int why;
+  int why, fresh;
 
   *plen = 0;
   sync_waitinit(&wt, L, c->main);
@@ -585,77 +732,27 @@ CH_INLINE int ch_take(lua_State *L, Channel *c,
   if (why != CH_OK)
     return why;
 
-  /* head is ours while we hold the receive lock.  tail_seen is a tail
-   * this handle read earlier (validated then).  For a region nobody
-   * corrupts, tail_seen <= tail (tail only grows), so when
-   * 0 < tail_seen - head <= cap the bytes [head, tail_seen) are published
-   * and can be read without reading tail.  Other receivers may have moved
-   * head past tail_seen (the difference then wraps above cap): read tail
-   * again and validate it against head, as when the cached value says
-   * empty.  Whatever passes keeps every read inside the ring: positions
-   * are taken mod cap, and a record length must fit in what is available. */
-  head = __atomic_load_n(&h->head, __ATOMIC_RELAXED);
-  if (head % 8 != 0)
-    why = CH_CORRUPT;
+  why = ch_recv_begin(h, &head);
+  if (why == CH_OK)
+    why = ch_published(&wt, c, h, head, head, 1, deadline, &avail, &fresh);
+  if (why == CH_OK) {
+    i = ring_index(cap, head);
+    why = ch_reclen(c, i, avail, &len);
+  }
+  if (why == CH_OK && len > c->bufsize) {
+    /* malloc, not Lua: no error with the lock held */
+    char *nb = realloc(c->buf, (size_t)len);
 
-  while (why == CH_OK) {
-    uint64_t avail = c->tail_seen - head;
-
-    if (!c->have_tail || avail == 0 || avail > cap) {
-      uint64_t raw = __atomic_load_n(&h->tail, __ATOMIC_SEQ_CST);
-      uint64_t tail = raw & ~(uint64_t)1; /* bit 0: closed */
-
-      if (!(raw & 1) && __atomic_load_n(&h->closed, __ATOMIC_SEQ_CST)) {
-        /* close() sets the bit before the word: look again (a peer that
-         * set the word alone gets "closed" too, once empty) */
-        raw = __atomic_load_n(&h->tail, __ATOMIC_SEQ_CST) | 1u;
-        tail = raw & ~(uint64_t)1;
-      }
-
-      if (tail - head > cap || tail % 8 != 0) {
-        why = CH_CORRUPT;
-        break;
-      }
-
-      c->tail_seen = tail;
-      c->have_tail = 1;
-      avail = tail - head;
-      if (avail == 0) {
-        /* Closed and empty: no send can land after the bit (its
-         * compare-and-swap fails), so nothing is left behind. */
-        if (raw & 1) {
-          why = CH_CLOSED;
-          break;
-        }
-
-        why = ch_wait(&wt, c, &h->tail, raw, &h->data_seq, &h->recv_waiters,
-                      &h->closed, deadline);
-        continue;
-      }
-    }
-
-    ring_get(ring(c), cap, head, &len, 8);
-    if (len > avail - 8 || len > c->maxmsg) {
-      why = CH_CORRUPT;
-      break;
-    }
-
-    if (len > c->bufsize) { /* malloc, not Lua: no error with the lock held */
-      char *nb = realloc(c->buf, (size_t)len);
-
-      if (nb == NULL) {
-        why = CH_NOMEM;
-        break;
-      }
-
+    if (nb == NULL) {
+      why = CH_NOMEM;
+    } else {
       c->buf = nb;
       c->bufsize = (size_t)len;
     }
-
-    ring_get(ring(c), cap, head + 8, c->buf, (size_t)len);
-    __atomic_store_n(&h->head, head + 8u + round8((size_t)len), __ATOMIC_SEQ_CST);
-    ch_publish(&h->space_seq, &h->send_waiters);
-    break;
+  }
+  if (why == CH_OK) {
+    ring_get(ring(c), cap, ring_skip(cap, i, 8), c->buf, (size_t)len);
+    ch_recv_publish(h, head + 8u + round8((size_t)len));
   }
 
   (void)shm_unlock(&h->recv_lock); /* not ours only if overwritten */
@@ -844,7 +941,9 @@ typedef struct ChItem {
 static int ch_put_many(lua_State *L, Channel *c, const ChItem *items, int n,
                        const struct timespec *deadline, int *sent) {
   ChHeader *h = header(c);
-  uint64_t cap = c->cap, tail;
+  unsigned char *r = ring(c);
+  size_t cap = (size_t)c->cap;
+  uint64_t tail;
   ShmWaiter wt;
   int why, k = 0;
 
@@ -854,72 +953,40 @@ static int ch_put_many(lua_State *L, Channel *c, const ChItem *items, int n,
   if (why != CH_OK)
     return why;
 
-  /* tail, head_seen and their validation: as in ch_put */
-  tail = __atomic_load_n(&h->tail, __ATOMIC_RELAXED);
-  if (tail & 6) {
-    why = CH_CORRUPT;
-  } else if (tail & 1) {
-    uint64_t head = __atomic_load_n(&h->head, __ATOMIC_SEQ_CST);
-
-    why = (tail - 1 - head > cap || head % 8 != 0) ? CH_CORRUPT : CH_CLOSED;
-  }
-
+  why = ch_send_begin(c, h, &tail);
   while (why == CH_OK && k < n) {
-    uint64_t used = tail - c->head_seen, free, pos;
-    uint64_t first = 8u + round8(items[k].len), want = 0;
+    uint64_t want = 0, free, pos;
+    size_t i;
     int j;
 
-    if (__atomic_load_n(&h->closed, __ATOMIC_SEQ_CST)) {
-      why = CH_CLOSED;
-      break;
-    }
-
-    /* What the whole rest needs, capped at the ring: read head again when
-     * the cached free space holds less of it (one read per run). */
+    /* What the whole rest needs, capped at the ring: head is read again
+     * only when the known free space holds less of it (once per run). */
     for (j = k; j < n && want < cap; j++)
       want += 8u + round8(items[j].len);
-    free = (c->have_head && used <= cap) ? cap - used : 0;
-    if (free < want) {
-      uint64_t head = __atomic_load_n(&h->head, __ATOMIC_SEQ_CST);
-
-      if (tail - head > cap || head % 8 != 0) {
-        why = CH_CORRUPT;
-        break;
-      }
-
-      c->head_seen = head;
-      c->have_head = 1;
-      free = cap - (tail - head);
-      if (free < first) {
-        why = ch_wait(&wt, c, &h->head, head, &h->space_seq, &h->send_waiters,
-                      &h->closed, deadline);
-        continue;
-      }
-    }
+    why = ch_room(&wt, c, h, tail, 8u + round8(items[k].len),
+                  want < cap ? want : cap, deadline, &free);
+    if (why != CH_OK)
+      break;
 
     pos = tail;
+    i = ring_index(cap, tail);
     for (j = k; j < n; j++) {
-      uint64_t len = items[j].len, need = 8u + round8(items[j].len);
+      uint64_t need = 8u + round8(items[j].len);
 
       if (need > free)
         break;
 
-      ring_put(ring(c), cap, pos, &len, 8);
-      ring_put(ring(c), cap, pos + 8, items[j].bytes, items[j].len);
+      i = ring_write(r, cap, i, items[j].bytes, items[j].len);
       pos += need;
       free -= need;
     }
 
-    /* the run published at once, unless closed meanwhile (see ch_put) */
-    if (!__atomic_compare_exchange_n(&h->tail, &tail, pos, 0, __ATOMIC_SEQ_CST,
-                                     __ATOMIC_SEQ_CST)) {
-      why = (tail & 1) ? CH_CLOSED : CH_CORRUPT;
-      break;
+    /* the run published at once, unless closed meanwhile */
+    why = ch_send_publish(h, tail, pos);
+    if (why == CH_OK) {
+      tail = pos;
+      k = j;
     }
-
-    ch_publish(&h->data_seq, &h->recv_waiters);
-    tail = pos;
-    k = j;
   }
 
   (void)shm_unlock(&h->send_lock); /* not ours only if overwritten */
@@ -1026,21 +1093,46 @@ static int ch_send_many(lua_State *L) {
   return 2;
 }
 
+/* Whether buf[0..used) holds exactly k records a sender could have
+ * written: the batch's bytes are copied from the ring at once after their
+ * lengths were checked there, and a peer may have changed a length in
+ * between; what is pushed is read from the copy, so the copy is checked. */
+static int ch_checkcopy(const Channel *c, const char *buf, size_t used,
+                        lua_Integer k) {
+  size_t at = 0;
+
+  for (; k > 0; k--) {
+    uint64_t len;
+
+    if (used - at < 8)
+      return 0;
+
+    memcpy(&len, buf + at, 8);
+    if (len > c->maxmsg || round8((size_t)len) > used - at - 8)
+      return 0;
+
+    at += 8u + round8((size_t)len);
+  }
+
+  return at == used;
+}
+
 /* The body of recv_many: wait for a message as ch_take does, then take up
- * to max queued ones, copying each into c->buf as an 8-byte length (read
- * once from the ring and checked) and the bytes padded to 8; head is stored
- * once for all of them, with at most one wake-up.  CH_OK with *count
- * messages in *size bytes of c->buf; CH_TIMEOUT, CH_CLOSED, CH_INTERRUPTED,
- * CH_CORRUPT, or CH_NOMEM (*size the length that did not fit then). */
+ * to max queued ones: their lengths are checked in the ring, then their
+ * records (an 8-byte length and the bytes padded to 8) are copied into
+ * c->buf at once and checked again there; head is stored once for all of
+ * them, with at most one wake-up.  CH_OK with *count messages in *size
+ * bytes of c->buf; CH_TIMEOUT, CH_CLOSED, CH_INTERRUPTED, CH_CORRUPT, or
+ * CH_NOMEM (*size the length that did not fit then). */
 static int ch_take_many(lua_State *L, Channel *c, lua_Integer max,
                         const struct timespec *deadline, lua_Integer *count,
                         size_t *size) {
   ChHeader *h = header(c);
-  uint64_t cap = c->cap, head, pos, avail;
-  size_t used = 0;
+  size_t cap = (size_t)c->cap, used = 0, i = 0, start = 0;
+  uint64_t head = 0, pos, avail;
   lua_Integer k = 0;
   ShmWaiter wt;
-  int why, fresh = 0;
+  int why, fresh, looked = 0;
 
   *count = 0;
   *size = 0;
@@ -1049,62 +1141,33 @@ static int ch_take_many(lua_State *L, Channel *c, lua_Integer max,
   if (why != CH_OK)
     return why;
 
-  /* head, tail_seen and their validation: as in ch_take */
-  head = __atomic_load_n(&h->head, __ATOMIC_RELAXED);
-  if (head % 8 != 0)
-    why = CH_CORRUPT;
-
+  why = ch_recv_begin(h, &head);
   pos = head;
   while (why == CH_OK && k < max) {
-    uint64_t len;
+    uint64_t len, rec;
 
     avail = c->tail_seen - pos;
     if (!c->have_tail || avail == 0 || avail > cap) {
-      uint64_t raw, tail;
-
-      if (k > 0 && fresh) /* what was there when we looked: enough */
+      if (k > 0 && looked) /* what was there when we looked: enough */
         break;
 
-      raw = __atomic_load_n(&h->tail, __ATOMIC_SEQ_CST);
-      tail = raw & ~(uint64_t)1;
-      if (!(raw & 1) && __atomic_load_n(&h->closed, __ATOMIC_SEQ_CST)) {
-        raw = __atomic_load_n(&h->tail, __ATOMIC_SEQ_CST) | 1u;
-        tail = raw & ~(uint64_t)1;
-      }
-
-      if (tail - head > cap || tail % 8 != 0 || tail - pos > tail - head) {
-        why = CH_CORRUPT;
+      why = ch_published(&wt, c, h, head, pos, k == 0, deadline, &avail,
+                         &fresh);
+      if (why != CH_OK)
         break;
-      }
 
-      c->tail_seen = tail;
-      c->have_tail = 1;
-      fresh = 1;
-      avail = tail - pos;
-      if (avail == 0) {
-        if (k > 0)
-          break;
-
-        if (raw & 1) {
-          why = CH_CLOSED;
-          break;
-        }
-
-        why = ch_wait(&wt, c, &h->tail, raw, &h->data_seq, &h->recv_waiters,
-                      &h->closed, deadline);
-        fresh = 0;
-        continue;
-      }
+      looked |= fresh;
     }
 
-    ring_get(ring(c), cap, pos, &len, 8);
-    if (len > avail - 8 || len > c->maxmsg) {
-      why = CH_CORRUPT;
+    if (k == 0)
+      i = start = ring_index(cap, head);
+    why = ch_reclen(c, i, avail, &len);
+    if (why != CH_OK)
       break;
-    }
 
-    if (c->bufsize - used < 8u + round8((size_t)len)) { /* malloc, not Lua */
-      size_t want = used + 8u + round8((size_t)len);
+    rec = 8u + round8((size_t)len); /* <= avail <= cap */
+    if (c->bufsize - used < rec) { /* malloc, not Lua */
+      size_t want = used + (size_t)rec;
       char *nb;
 
       if (want < 2 * c->bufsize)
@@ -1122,20 +1185,24 @@ static int ch_take_many(lua_State *L, Channel *c, lua_Integer max,
       c->bufsize = want;
     }
 
-    memcpy(c->buf + used, &len, 8);
-    ring_get(ring(c), cap, pos + 8, c->buf + used + 8, (size_t)len);
-    used += 8u + round8((size_t)len);
-    pos += 8u + round8((size_t)len);
+    used += (size_t)rec;
+    pos += rec;
+    i = ring_skip(cap, i, (size_t)rec);
     k++;
   }
 
-  /* The k messages copied are consumed together.  A corrupt record (or no
+  /* The k messages found are consumed together.  A corrupt record (or no
    * memory) after them ends the batch early: they are delivered, and the
    * next call meets the bad record alone. */
   if (k > 0) {
-    __atomic_store_n(&h->head, pos, __ATOMIC_SEQ_CST);
-    ch_publish(&h->space_seq, &h->send_waiters);
-    why = CH_OK;
+    ring_get(ring(c), cap, start, c->buf, used);
+    if (ch_checkcopy(c, c->buf, used, k)) {
+      ch_recv_publish(h, pos);
+      why = CH_OK;
+    } else {
+      why = CH_CORRUPT;
+      k = 0;
+    }
   }
 
   (void)shm_unlock(&h->recv_lock); /* not ours only if overwritten */
