@@ -584,3 +584,7 @@ describe("type", function()
     assert.has_error(function() shm.type() end)
   end)
 end)
+
+-- Every module function called with every value of a fixed set at every
+-- argument position (spec/support/sweep.lua).
+require("support.sweep").describe("module")

@@ -370,3 +370,9 @@ describe("methods called on something else", function()
     end
   end)
 end)
+
+-- Every segment method and metamethod called with every value of a fixed
+-- set at every argument position, then random sequences of calls of every
+-- function and method on segments left as the calls before left them
+-- (spec/support/sweep.lua).
+require("support.sweep").describe("bytes", "sequences")

@@ -378,3 +378,7 @@ describe("wait and wake", function()
     assert.equals("reached " .. (start + 5) .. "\n", out)
   end)
 end)
+
+-- The atomics, wait and wake called with every value of a fixed set at
+-- every argument position (spec/support/sweep.lua).
+require("support.sweep").describe("atomics")

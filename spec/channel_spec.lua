@@ -1781,3 +1781,7 @@ describe("sysvshm.channel", function()
     end)
   end)
 end)
+
+-- Every channel function and method called with every value of a fixed set
+-- at every argument position (spec/support/sweep.lua).
+require("support.sweep").describe("channel")

@@ -956,3 +956,8 @@ describe("sysvshm.layout read/write", function()
     assert.equal(5, layout.totable(5))
   end)
 end)
+
+-- Layout views (L:view, L:read, L:write, view and array fields) used with
+-- every value of a fixed set at every argument position
+-- (spec/support/sweep.lua).
+require("support.sweep").describe("layout")

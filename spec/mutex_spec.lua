@@ -517,3 +517,52 @@ describe("shm.mutex", function()
     end)
   end)
 end)
+
+-- Bugs the bad-input sweep (spec/support/sweep.lua) found that crashed or
+-- corrupted, each with a probe (a child chunk that prints "ok" when the
+-- bug is not there): each is a test of its own that fails, printing the
+-- probe, while the bug is there, and the values that trigger it stay in
+-- the sweep (whose failure then names the call) -- a known bug is a
+-- failing test, never a pending one.
+local sweep = require "support.sweep"
+
+-- a mutex at 0 of a segment attached and removed
+local PROBE_HEAD = [[
+      local shm = require "sysvshm"
+      local id = assert(shm.create(shm.IPC_PRIVATE, 4096))
+      local seg = assert(shm.attach(id))
+      shm.remove(id)
+      local m = shm.mutex(seg, 0)
+]]
+
+local SWEEP_BUGS = {
+  { id = "with-detach",
+    what = "BUG (src/sync.c mutex_with): a segfault when fn unlocks the mutex (m:unlock() "
+      .. "or its __gc) and then detaches its segment: with then calls "
+      .. "pthread_mutex_unlock on seg->addr (NULL) + off",
+    probe = PROBE_HEAD .. [[
+      pcall(m.with, m, function() m:unlock() return seg:detach() end)
+      io.write("ok")
+    ]] },
+  { id = "with-unlock",
+    what = "BUG (src/sync.c mutex_with): when fn unlocks the mutex, with unlocks it "
+      .. "again and decrements seg->locks a second time (to -1), so a mutex locked "
+      .. "later through the segment no longer stops seg:detach()",
+    probe = PROBE_HEAD .. [[
+      assert(pcall(m.with, m, function() return m:unlock() end))
+      assert(not m:locked())
+      assert(m:lock(0))
+      -- held through seg: detaching it must be refused
+      io.write(pcall(seg.detach, seg) and "detached" or "ok")
+    ]] },
+}
+
+describe("bugs the sweep found stay fixed", function()
+  for _, b in ipairs(SWEEP_BUGS) do
+    it(b.id, function() sweep.probe(b) end)
+  end
+end)
+
+-- Every mutex function and method called with every value of a fixed set
+-- at every argument position (spec/support/sweep.lua).
+sweep.describe("mutex")

@@ -863,3 +863,7 @@ describe("seg:pack/seg:unpack fast path edges", function()
     assert.same({ seg:unpack("<i8", 56) }, { (string.unpack("<i8", seg:read(0), 57)), 64 })
   end)
 end)
+
+-- seg:pack and seg:unpack called with every value of a fixed set at every
+-- argument position (spec/support/sweep.lua).
+require("support.sweep").describe("pack")

@@ -63,8 +63,10 @@
 #                         Lua code run first in every lua5.4 (default:
 #                         collectgarbage("incremental", 1, 100, 1))
 #   CHECK_GC_STRESS_SCALE SYSVSHM_STRESS_SCALE for the gcstress run
-#                         (default 0.25: the sweep, stress and channel
-#                         specs take most of its time)
+#                         (default 0.25: the bad-input sweep (spec/
+#                         support/sweep.lua, run by the module specs),
+#                         the stress and channel specs take most of its
+#                         time)
 #   CHECK_FUZZ_SECONDS    seconds each fuzz target runs (default 20)
 #   CHECK_KEEP_GOING=0    stop at the first failing gate
 set -u

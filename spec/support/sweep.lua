@@ -9,11 +9,12 @@
 -- where an argument can never be valid (a string for an offset, a
 -- fraction, a non-segment for a segment) the call must raise, not return.
 --
--- The calls run in child processes (this file, run by lua5.4 with a chunk
--- name), in a private System V IPC namespace when `unshare --ipc` works
--- (as root), so that a crash is a failure naming the call (each child
--- writes the call it is about to make to a progress file) and ids from the
--- value set such as 0 or 1 can only ever name the sweep's own segments.
+-- The calls run in child processes (this file run as a script by lua5.4
+-- with a chunk name), in a private System V IPC namespace when `unshare
+-- --ipc` works (as root), so that a crash is a failure naming the call
+-- (each child writes the call it is about to make to a progress file) and
+-- ids from the value set such as 0 or 1 can only ever name the sweep's own
+-- segments.
 -- Without a private namespace, calls that would attach, remove or change a
 -- segment the sweep did not create are skipped.
 --
@@ -24,7 +25,18 @@
 -- sample, never the per-position coverage).  Calls that could block for
 -- ever by contract are skipped and counted: sleeps longer than 10 ms, and
 -- waits on a word that holds the expected value without a short timeout.
--- The spec prints how many calls it made.
+-- Each spec prints how many calls its chunks made.
+--
+-- The targets come in chunks, one child process each; each module's spec
+-- runs the chunk of that module (the list below says which spec runs
+-- which chunk), as one test inside describe("bad-input sweep"):
+--
+--     require("support.sweep").describe("mutex")  -- in spec/mutex_spec.lua
+--
+-- busted's lpath (.busted) has ./spec/?.lua, and this file's name does not
+-- end in _spec, so busted loads it only through that require.  The bugs
+-- the sweep found stay as probes (`probe` below) in the spec of the module
+-- they were in.
 
 local SIZE = 4096 -- of every sweep segment: one page, so running past it faults
 local MUTEX_OFF = 0 -- the fixture mutex
@@ -33,64 +45,38 @@ local CH_OFF, CH_SIZE = 1024, 2048 -- the fixture channel
 
 -- Chunks of targets, one child process each.
 local CHUNKS = {
+  -- spec/01-module_spec.lua
   { name = "module", targets = { "ftok", "create", "open", "attach", "stat", "remove", "shmget",
     "shmat", "shmdt", "shmctl", "sleep", "clock", "type", "list" } },
+  -- spec/02-segment_spec.lua
   { name = "bytes", targets = { "size", "id", "readonly", "read", "write", "byte", "setbyte",
     "cstring", "fill", "detach", "__len", "__tostring", "__gc", "__close" } },
+  -- spec/pack_spec.lua
   { name = "pack", targets = { "pack", "unpack" } },
+  -- spec/atomic_spec.lua
   { name = "atomics", targets = { "atomic_load", "atomic_store", "atomic_add", "atomic_cas",
     "wait", "wake" } },
+  -- spec/mutex_spec.lua
   { name = "mutex", targets = { "mutex", "lock", "trylock", "unlock", "with", "locked",
     "mutex.__gc", "mutex.__tostring" } },
+  -- spec/channel_spec.lua
   { name = "channel", targets = { "channel.new", "channel.open", "send", "recv", "sendpack",
     "recvunpack", "send_many", "recv_many", "close", "closed", "maxsize", "pending",
     "channel.__gc", "channel.__tostring" } },
+  -- spec/layout_spec.lua
   { name = "layout", targets = { "L:view", "L:read", "L:write", "view[k]", "view[k]=v",
     "array[i]", "array[i]=v" } },
   -- random sequences of calls from every target, without restoring the
-  -- fixtures between the calls of a sequence: a crash is the failure here
+  -- fixtures between the calls of a sequence: a crash is the failure here.
+  -- spec/02-segment_spec.lua: what a sequence adds to the chunks above is
+  -- the segments' state carried from call to call (detached, removed,
+  -- locked or re-moded by one call, used by the next): the life cycle of a
+  -- segment, which that spec covers
   { name = "sequences", sequences = true },
 }
 
--- Bugs the sweep found that crashed or corrupted, each with a probe (a
--- child chunk that prints "ok" when the bug is not there): each is a test
--- of its own that fails, printing the probe, while the bug is there, and
--- the values that trigger it stay in the sweep (whose failure then names
--- the call) -- a known bug is a failing test, never a pending one.
-local KNOWN = {
-  { id = "with-detach",
-    what = "BUG (src/sync.c mutex_with): a segfault when fn unlocks the mutex (m:unlock() "
-      .. "or its __gc) and then detaches its segment: with then calls "
-      .. "pthread_mutex_unlock on seg->addr (NULL) + off",
-    probe = [[
-      local shm = require "sysvshm"
-      local id = assert(shm.create(shm.IPC_PRIVATE, 4096))
-      local seg = assert(shm.attach(id))
-      shm.remove(id)
-      local m = shm.mutex(seg, 0)
-      pcall(m.with, m, function() m:unlock() return seg:detach() end)
-      io.write("ok")
-    ]] },
-  { id = "with-unlock",
-    what = "BUG (src/sync.c mutex_with): when fn unlocks the mutex, with unlocks it "
-      .. "again and decrements seg->locks a second time (to -1), so a mutex locked "
-      .. "later through the segment no longer stops seg:detach()",
-    probe = [[
-      local shm = require "sysvshm"
-      local id = assert(shm.create(shm.IPC_PRIVATE, 4096))
-      local seg = assert(shm.attach(id))
-      shm.remove(id)
-      local m = shm.mutex(seg, 0)
-      assert(pcall(m.with, m, function() return m:unlock() end))
-      assert(not m:locked())
-      assert(m:lock(0))
-      -- held through seg: detaching it must be refused
-      io.write(pcall(seg.detach, seg) and "detached" or "ok")
-    ]] },
-}
-
 -- ===========================================================================
--- The child: lua5.4 spec/sweep_spec.lua CHUNK MODE PROGRESS
+-- The child: lua5.4 spec/support/sweep.lua CHUNK MODE PROGRESS
 -- ===========================================================================
 
 local function child(chunkname, mode, progress_path)
@@ -330,7 +316,8 @@ local function child(chunkname, mode, progress_path)
     fn = { V("raises", function() error("boom") end),
       V("raises a table", function() error({}) end),
       V("unlocks mA", function() return F.mA:unlock() end),
-      V("unlocks mA, detaches A", function() F.mA:unlock() return F.A:detach() end), -- KNOWN with-detach
+      -- the with-detach bug (spec/mutex_spec.lua)
+      V("unlocks mA, detaches A", function() F.mA:unlock() return F.A:detach() end),
       V("collects mA, detaches A", function() getmetatable(F.mA).__gc(F.mA) return F.A:detach() end),
       V("detaches A", function() return F.A:detach() end),
       V("locks mA", function() return F.mA:lock(0) end),
@@ -635,8 +622,8 @@ local function child(chunkname, mode, progress_path)
     range_on_error = true,
     block = function(a) return SEQ and not mutex_free(a[1]) end,
     after = function(a)
-      -- m:with(fn) where fn unlocks m: see the pending test "with whose fn
-      -- unlocks" below; the handle's segment is left inconsistent.
+      -- m:with(fn) where fn unlocks m: see the with-unlock probe in
+      -- spec/mutex_spec.lua; the handle's segment is left inconsistent.
       if a[2] ~= nil and FN_TOUCHES_MA[a[2]] then dirty = true end
     end }
   T.locked = { call = mutexmt.__index.locked, pos = { P("mutex", "any") } }
@@ -803,7 +790,10 @@ local function child(chunkname, mode, progress_path)
 
   local covered = {}
 
-  local function run(tname, t, combo)
+  -- The arguments of a call (combo's values, the trailing <none>s left
+  -- out); nil, counted as skipped, for a call that could block for ever or
+  -- touch a segment the sweep did not create.
+  local function arguments(t, combo)
     local n = #combo
     while n > 0 and combo[n].none do n = n - 1 end
     local a = { n = n }
@@ -812,8 +802,14 @@ local function child(chunkname, mode, progress_path)
     end
     if (t.block and t.block(a)) or (t.unsafe and t.unsafe(a)) then
       skipped = skipped + 1
-      return
+      return nil
     end
+    return a
+  end
+
+  local function run(tname, t, combo)
+    local a = arguments(t, combo)
+    if not a then return end
     for i = 1, #combo do covered[tname .. "\0" .. i .. "\0" .. combo[i].name] = true end
 
     local desc = describe_call(tname, combo)
@@ -961,15 +957,8 @@ local function child(chunkname, mode, progress_path)
           local l = values(p.kind, p.optional or i == #t.pos)
           combo[i] = l[math.random(#l)]
         end
-        local n = #combo
-        while n > 0 and combo[n].none do n = n - 1 end
-        local a = { n = n }
-        for i = 1, n do
-          if not combo[i].none then a[i] = resolve(combo[i]) end
-        end
-        if (t.block and t.block(a)) or (t.unsafe and t.unsafe(a)) then
-          skipped = skipped + 1
-        else
+        local a = arguments(t, combo)
+        if a then
           trail[#trail + 1] = describe_call(tname, combo)
           progress:seek("set")
           progress:write(table.concat(trail, "; "), "\n")
@@ -1033,16 +1022,26 @@ local function child(chunkname, mode, progress_path)
   os.exit(0)
 end
 
-if not describe then -- run as a child process
+-- Run as a script (lua5.4 spec/support/sweep.lua CHUNK MODE PROGRESS): the
+-- child.  Required (by a spec): the functions below.
+if arg and arg[0] and arg[0]:match("support/sweep%.lua$") then
   return child(...)
 end
 
 -- ===========================================================================
--- The spec
+-- For the specs
 -- ===========================================================================
+
+local M = {}
 
 local h = require "helpers"
 local shm = h.shm
+
+-- busted's functions: a module a spec requires sees the global
+-- environment, not the spec's, where busted puts them
+local busted = require "busted"
+local describe, it, after_each, teardown = busted.describe, busted.it, busted.after_each, busted.teardown
+local assert = busted.assert
 
 local scale = tonumber(os.getenv("SYSVSHM_STRESS_SCALE") or "") or 1
 local LIMIT = scale < 1 and 900 or 120 -- seconds a child may run
@@ -1054,76 +1053,88 @@ local function quiet(cmd)
   return h.sh("sh -c " .. h.quote(h.lua_env() .. cmd .. " 2>&3") .. " 3>&2 2>/dev/null")
 end
 
--- Each bug the sweep found is a test: its probe runs in a child process
--- and must print "ok"; a failure shows the bug, what the probe printed and
+--- Check a bug the sweep found: `bug.probe`, a chunk that prints "ok"
+-- when the bug is not there, runs in a child process and must print
+-- "ok"; a failure shows the bug (`bug.what`), what the probe printed and
 -- the probe itself (the reproducing input).
-describe("bugs the sweep found stay fixed", function()
-  for _, b in ipairs(KNOWN) do
-    it(b.id, function()
-      local file = h.tmpfile()
-      local f = assert(io.open(file, "w"))
-      f:write(b.probe)
-      f:close()
-      -- a probe may crash: it runs the plain build (make's) and not under
-      -- tools/check.sh's sanitizer or valgrind wrappers (their logs would
-      -- report the crash a second time, apart from this test)
-      local r = quiet("env SYSVSHM_NO_WRAP=1 LUA_CPATH_5_4=" .. h.quote(h.root .. "/build/?.so;;")
-        .. " " .. h.lua .. " " .. h.quote(file))
-      assert(r.ok and r.stdout == "ok", ("%s\nprobe: %s\nthe probe:\n%s"):format(b.what, h.explain(r), b.probe))
-    end)
+function M.probe(bug)
+  local file = h.tmpfile()
+  local f = assert(io.open(file, "w"))
+  f:write(bug.probe)
+  f:close()
+  -- a probe may crash: it runs the plain build (make's) and not under
+  -- tools/check.sh's sanitizer or valgrind wrappers (their logs would
+  -- report the crash a second time, apart from this test)
+  local r = quiet("env SYSVSHM_NO_WRAP=1 LUA_CPATH_5_4=" .. h.quote(h.root .. "/build/?.so;;")
+    .. " " .. h.lua .. " " .. h.quote(file))
+  assert(r.ok and r.stdout == "ok", ("%s\nprobe: %s\nthe probe:\n%s"):format(bug.what, h.explain(r), bug.probe))
+end
+
+--- describe("bad-input sweep") with one test for each chunk named (CHUNKS
+-- above), each run in a child process; prints how many calls they made.
+function M.describe(...)
+  local names, chunks = { ... }, {}
+  for i, name in ipairs(names) do
+    for _, c in ipairs(CHUNKS) do
+      if c.name == name then chunks[i] = c end
+    end
+    assert(chunks[i], "no sweep chunk " .. tostring(name))
   end
-end)
 
-describe("bad-input sweep", function()
-  local total, skipped, uncovered = 0, 0, {}
-  local private = h.sh("unshare --ipc true").ok
-  local mode = private and "private" or "shared"
+  describe("bad-input sweep", function()
+    local total, skipped, uncovered = 0, 0, {}
+    local private = h.sh("unshare --ipc true").ok
+    local mode = private and "private" or "shared"
 
-  after_each(h.cleanup)
+    after_each(h.cleanup)
 
-  teardown(function()
-    print(("\nsweep: %d calls (%d skipped as blocking%s), %s IPC namespace"):format(total, skipped,
-      private and "" or " or touching foreign segments", private and "private" or "shared"))
-    for _, u in ipairs(uncovered) do print("sweep: never tried: " .. u) end
-  end)
+    teardown(function()
+      print(("\nsweep (%s): %d calls (%d skipped as blocking%s), %s IPC namespace"):format(
+        table.concat(names, ", "), total, skipped,
+        private and "" or " or touching foreign segments", private and "private" or "shared"))
+      for _, u in ipairs(uncovered) do print("sweep: never tried: " .. u) end
+    end)
 
-  for _, chunk in ipairs(CHUNKS) do
-    it(("%s: %s"):format(chunk.name, chunk.targets
-      and (table.concat(chunk.targets, " ") .. ": every call returns or raises, touches only its own range")
-      or "random call sequences never crash"), function()
-      local progress = h.tmpfile()
-      local cmd = "timeout -s KILL " .. LIMIT .. " "
-        .. (private and "unshare --ipc " or "") .. h.lua .. " spec/sweep_spec.lua "
-        .. chunk.name .. " " .. mode .. " " .. h.quote(progress)
-      local r = quiet(cmd)
-      local pidf = io.open(progress .. ".pid")
-      local pid = pidf and math.tointeger(tonumber(pidf:read("l")))
-      if pidf then pidf:close() os.remove(progress .. ".pid") end
-      if not r.ok and not private and pid then -- remove what a dead child left
-        for _, s in ipairs(shm.list() or {}) do
-          if s.cpid == pid then shm.remove(s.id) end
+    for _, chunk in ipairs(chunks) do
+      it(("%s: %s"):format(chunk.name, chunk.targets
+        and (table.concat(chunk.targets, " ") .. ": every call returns or raises, touches only its own range")
+        or "random call sequences never crash"), function()
+        local progress = h.tmpfile()
+        local cmd = "timeout -s KILL " .. LIMIT .. " "
+          .. (private and "unshare --ipc " or "") .. h.lua .. " spec/support/sweep.lua "
+          .. chunk.name .. " " .. mode .. " " .. h.quote(progress)
+        local r = quiet(cmd)
+        local pidf = io.open(progress .. ".pid")
+        local pid = pidf and math.tointeger(tonumber(pidf:read("l")))
+        if pidf then pidf:close() os.remove(progress .. ".pid") end
+        if not r.ok and not private and pid then -- remove what a dead child left
+          for _, s in ipairs(shm.list() or {}) do
+            if s.cpid == pid then shm.remove(s.id) end
+          end
         end
-      end
-      local f = io.open(progress)
-      local last = f and f:read("l") or "?"
-      if f then f:close() end
-      for n, u in r.stdout:gmatch("target (%S+) calls=%d+ uncovered=(%S+)") do
-        uncovered[#uncovered + 1] = n .. " " .. u
-      end
-      local calls, skip = r.stdout:match("total calls=(%d+) skipped=(%d+)")
-      if calls then
-        total = total + tonumber(calls)
-        skipped = skipped + tonumber(skip)
-      end
-      if r.how == "signal" or (r.code ~= 0 and not calls) then
-        error(("the child died (%s %s) in the call %s\nstdout: %s\nstderr: %s"):format(
-          tostring(r.how), tostring(r.code), last, r.stdout:sub(-2000), r.stderr:sub(-4000)), 0)
-      end
-      local fails = {}
-      for line in r.stdout:gmatch("FAIL ([^\n]*)") do fails[#fails + 1] = line end
-      assert.same({}, fails)
-      assert.is_true(r.ok, h.explain(r))
-      assert.is_not_nil(calls)
-    end)
-  end
-end)
+        local f = io.open(progress)
+        local last = f and f:read("l") or "?"
+        if f then f:close() end
+        for n, u in r.stdout:gmatch("target (%S+) calls=%d+ uncovered=(%S+)") do
+          uncovered[#uncovered + 1] = n .. " " .. u
+        end
+        local calls, skip = r.stdout:match("total calls=(%d+) skipped=(%d+)")
+        if calls then
+          total = total + tonumber(calls)
+          skipped = skipped + tonumber(skip)
+        end
+        if r.how == "signal" or (r.code ~= 0 and not calls) then
+          error(("the child died (%s %s) in the call %s\nstdout: %s\nstderr: %s"):format(
+            tostring(r.how), tostring(r.code), last, r.stdout:sub(-2000), r.stderr:sub(-4000)), 0)
+        end
+        local fails = {}
+        for line in r.stdout:gmatch("FAIL ([^\n]*)") do fails[#fails + 1] = line end
+        assert.same({}, fails)
+        assert.is_true(r.ok, h.explain(r))
+        assert.is_not_nil(calls)
+      end)
+    end
+  end)
+end
+
+return M
