@@ -70,6 +70,32 @@ describe("packaging", function()
     assert.equal("sysvshm " .. rs.version, shm._VERSION)
   end)
 
+  it("luarocks test runs make test, which runs busted for Lua 5.4 in the checkout, offline", function()
+    -- a busted that records how it is called stands in for the real one
+    -- (the suite running itself would recurse); make finds it through
+    -- BUSTED, which the Makefile takes from the environment
+    local dir = os.tmpname()
+    os.remove(dir)
+    finally(function() os.execute("rm -rf '" .. dir .. "'") end)
+    assert.is_true(os.execute("mkdir '" .. dir .. "'"))
+    local function fake(status)
+      local f = assert(io.open(dir .. "/busted", "w"))
+      f:write("#!/bin/sh\n", "pwd >'", dir, "/called'\n", "printf '%s\\n' \"$@\" >>'", dir, "/called'\n",
+        "echo '1 success / 0 failures / 0 errors / 0 pending : 0.0 seconds'\n", "exit ", status, "\n")
+      f:close()
+      assert.is_true(os.execute("chmod +x '" .. dir .. "/busted'"))
+    end
+    local run = "BUSTED='" .. dir .. "/busted' luarocks --lua-version=5.4 test >'" .. dir .. "/out' 2>&1"
+    fake(0)
+    local ok = os.execute(run)
+    assert.is_true(ok, slurp(dir .. "/out"))
+    local here = lines_of("pwd")[1]
+    assert.same({ here, "--lua=lua5.4" }, lines_of("cat '" .. dir .. "/called'"))
+    -- a failing suite fails luarocks test
+    fake(1)
+    assert.is_falsy(os.execute(run), slurp(dir .. "/out"))
+  end)
+
   it("installs offline with luarocks into a fresh tree, and the module loads", function()
     local tree = os.tmpname()
     os.remove(tree)
