@@ -1492,6 +1492,33 @@ describe("sysvshm.channel", function()
       assert.is_true(dt < PROMPT, ("woken after %.3f s (a lost wake-up costs 1 s)"):format(dt))
     end)
 
+    -- A sender that finds the ring full spins until a quarter of it is
+    -- free before it writes again (so that it does not read head, and pull
+    -- the lines the receiver has just read, for every message while the
+    -- ring stays full).  Room for its own message must be enough all the
+    -- same: one recv lets it send, whether it was spinning or asleep.
+    it("a sender on a full channel sends once its message fits, without waiting for more room", function()
+      for _, pause in ipairs({ 0, 0.0002, 0.002, 0.02 }) do
+        local seg, id = new_segment(65536)
+        local ch = channel.new(seg, 0, 16384)
+        local n = fill(ch, ("f"):rep(56))
+        assert.is_true(n > 100, "a ring of many records")
+        local c = spawn(SEND_ONE, id, 0, "let me in", 5)
+        c:expect("^waiting$")
+        shm.sleep(pause)
+        local t0 = shm.clock()
+        assert.equal(("f"):rep(56), ch:recv(0)) -- room for one record, no more
+        c:expect("^sent ")
+        local dt = shm.clock() - t0
+        c:join()
+        assert.matches("\nsent true nil$", c:output())
+        assert.is_true(dt < PROMPT, ("sent %.3f s after its message fitted (pause %g s)"):format(dt, pause))
+        for _ = 2, n do assert.equal(("f"):rep(56), ch:recv(0)) end
+        assert.equal("let me in", ch:recv(0))
+        assert.same({ nil, "timeout" }, { ch:recv(0) })
+      end
+    end)
+
     -- A lost wake-up shows up as a round trip of about a second (see
     -- PROMPT).  Random pauses on both sides
     -- make each side find the channel empty at every stage of the other's

@@ -229,8 +229,9 @@ static int spin_start(void) {
  * good: that costs the other side a bump and a wake call per message, never
  * a lost wake-up. */
 static int ch_wait(const ShmWaiter *wt, Channel *c, const uint64_t *index,
-                   uint64_t stale, uint32_t *seq, uint32_t *waiters,
-                   const uint32_t *closed, const struct timespec *deadline) {
+                   uint64_t stale, uint64_t more, uint32_t *seq,
+                   uint32_t *waiters, const uint32_t *closed,
+                   const struct timespec *deadline) {
   struct timespec limit;
   uint32_t seen;
   int capped, r, i;
@@ -251,9 +252,11 @@ static int ch_wait(const ShmWaiter *wt, Channel *c, const uint64_t *index,
   /* The other side usually answers within microseconds: watch its index
    * for a while before paying for system calls and a context switch.  The
    * budget adapts: it grows while spinning pays, and shrinks while it does
-   * not (the other side is descheduled, or has nothing to say). */
+   * not (the other side is descheduled, or has nothing to say).  While
+   * spinning, wait for the index to move `more` (a sender: a quarter of
+   * the ring, see ch_room); when the budget runs out, any move is enough. */
   for (i = 0; i < c->spin; i++) {
-    if (__atomic_load_n(index, __ATOMIC_RELAXED) != stale) {
+    if (__atomic_load_n(index, __ATOMIC_RELAXED) - stale >= more) {
       if (c->spin < CH_SPIN_MAX)
         c->spin *= 2;
       return CH_OK;
@@ -264,6 +267,9 @@ static int ch_wait(const ShmWaiter *wt, Channel *c, const uint64_t *index,
 
     cpu_relax();
   }
+
+  if (__atomic_load_n(index, __ATOMIC_RELAXED) != stale)
+    return CH_OK;
 
   if (c->spin > CH_SPIN_MIN)
     c->spin /= 2;
@@ -413,7 +419,7 @@ static int ch_room(ShmWaiter *wt, Channel *c, ChHeader *h, uint64_t tail,
   uint64_t cap = c->cap;
 
   for (;;) {
-    uint64_t used = tail - c->head_seen, head;
+    uint64_t used = tail - c->head_seen, head, target;
     int why;
 
     if (__atomic_load_n(&h->closed, __ATOMIC_SEQ_CST))
@@ -433,8 +439,16 @@ static int ch_room(ShmWaiter *wt, Channel *c, ChHeader *h, uint64_t tail,
     if (*free >= first)
       return CH_OK;
 
-    why = ch_wait(wt, c, &h->head, head, &h->space_seq, &h->send_waiters,
-                  &h->closed, deadline);
+    /* Full.  While spinning, wait for a quarter of the ring to be free
+     * (or for `first`, if more): a sender that wrote into each slot as
+     * soon as it was free would read head, and pull the line that the
+     * receiver has just read, for every message while the ring stays
+     * full.  Once the spin budget is spent, any room is enough, and a
+     * sleeping sender is woken by any room: a send never waits while its
+     * message fits. */
+    target = cap / 4 > first ? cap / 4 : first;
+    why = ch_wait(wt, c, &h->head, head, target - *free, &h->space_seq,
+                  &h->send_waiters, &h->closed, deadline);
     if (why != CH_OK)
       return why;
   }
@@ -693,7 +707,7 @@ static int ch_published(ShmWaiter *wt, Channel *c, ChHeader *h, uint64_t head,
     if (raw & 1)
       return CH_CLOSED;
 
-    why = ch_wait(wt, c, &h->tail, raw, &h->data_seq, &h->recv_waiters,
+    why = ch_wait(wt, c, &h->tail, raw, 1, &h->data_seq, &h->recv_waiters,
                   &h->closed, deadline);
     if (why != CH_OK)
       return why;
