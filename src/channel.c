@@ -529,6 +529,20 @@ static int ch_sent(lua_State *L, int why) {
   return 2;
 }
 
+/* send's and sendpack's end, after their arguments: the deadline, the
+ * attachment (the arguments may have run Lua code that detached it), the
+ * send, the results. */
+static int ch_sendmsg(lua_State *L, Channel *c, const ChMsg *m, int timed,
+                      double seconds) {
+  struct timespec deadline;
+
+  if (timed)
+    sync_deadline(&deadline, seconds);
+
+  ch_attached(L, c);
+  return ch_sent(L, ch_put(L, c, m, timed ? &deadline : NULL));
+}
+
 /***
  * Send a message; waits while the channel is full.
  * @function channel:send
@@ -541,7 +555,6 @@ static int ch_sent(lua_State *L, int why) {
 static int ch_send(lua_State *L) {
   Channel *c = ch_check(L);
   ChMsg m;
-  struct timespec deadline;
   double seconds;
   int timed;
 
@@ -555,11 +568,7 @@ static int ch_send(lua_State *L) {
                                      "channel accepts (%I)",
                                   (lua_Integer)m.len, (lua_Integer)c->maxmsg));
 
-  if (timed)
-    sync_deadline(&deadline, seconds);
-
-  ch_attached(L, c); /* after the arguments, which may have run Lua code */
-  return ch_sent(L, ch_put(L, c, &m, timed ? &deadline : NULL));
+  return ch_sendmsg(L, c, &m, timed, seconds);
 }
 
 /* Packs up to this size are staged on the C stack when they wrap around
@@ -595,7 +604,6 @@ static int ch_sendpack(lua_State *L) {
   Channel *c = ch_check(L);
   const char *fmt = luaL_checkstring(L, 2);
   unsigned char small[CH_PACK_STACK];
-  struct timespec deadline;
   ShmPacker pk;
   ChMsg m;
   double seconds;
@@ -637,11 +645,7 @@ static int ch_sendpack(lua_State *L) {
     m.scratch = (unsigned char *)c->buf;
   }
 
-  if (timed)
-    sync_deadline(&deadline, seconds);
-
-  ch_attached(L, c); /* after the arguments, which may have run Lua code */
-  return ch_sent(L, ch_put(L, c, &m, timed ? &deadline : NULL));
+  return ch_sendmsg(L, c, &m, timed, seconds);
 }
 
 /* A receiver's start, with the receive lock held: head (ours while we hold
@@ -774,6 +778,20 @@ CH_INLINE int ch_take(lua_State *L, Channel *c,
   return why;
 }
 
+/* recv's and recvunpack's receive, after their arguments: the deadline,
+ * the attachment (the arguments may have run Lua code that detached it),
+ * the take (see ch_take). */
+static int ch_recvmsg(lua_State *L, Channel *c, int timed, double seconds,
+                      uint64_t *len) {
+  struct timespec deadline;
+
+  if (timed)
+    sync_deadline(&deadline, seconds);
+
+  ch_attached(L, c);
+  return ch_take(L, c, timed ? &deadline : NULL, len);
+}
+
 /* recv's and recvunpack's answer when no message was taken. */
 static int ch_nomsg(lua_State *L, int why, uint64_t len) {
   switch (why) {
@@ -802,17 +820,12 @@ static int ch_nomsg(lua_State *L, int why, uint64_t len) {
  */
 static int ch_recv(lua_State *L) {
   Channel *c = ch_check(L);
-  struct timespec deadline;
   double seconds;
   int timed = sync_opttimeout(L, 2, &seconds);
   uint64_t len;
   int why;
 
-  if (timed)
-    sync_deadline(&deadline, seconds);
-
-  ch_attached(L, c); /* after the arguments, which may have run Lua code */
-  why = ch_take(L, c, timed ? &deadline : NULL, &len);
+  why = ch_recvmsg(L, c, timed, seconds, &len);
   if (why != CH_OK)
     return ch_nomsg(L, why, len);
 
@@ -874,7 +887,6 @@ static int ch_recvunpack(lua_State *L) {
   const unsigned char *msg;
   Channel *c = ch_check(L);
   RecvPack rp;
-  struct timespec deadline;
   double seconds;
   int timed, why, n;
   uint64_t len;
@@ -892,11 +904,7 @@ static int ch_recvunpack(lua_State *L) {
       c->fmtlen = rp.len;
     }
   }
-  if (timed)
-    sync_deadline(&deadline, seconds);
-
-  ch_attached(L, c); /* after the arguments, which may have run Lua code */
-  why = ch_take(L, c, timed ? &deadline : NULL, &len);
+  why = ch_recvmsg(L, c, timed, seconds, &len);
   if (why != CH_OK)
     return ch_nomsg(L, why, len);
 

@@ -85,19 +85,11 @@ void shmL_rangefail(lua_State *L, int arg, const Segment *s, size_t off,
   abort(); /* not reached */
 }
 
-/* A length argument: a non-negative integer, returned as size_t. */
-static size_t checklength(lua_State *L, int arg) {
-  lua_Integer v = shmL_checkint(L, arg);
-
-  if (v < 0)
-    luaL_argerror(L, arg, "length must not be negative");
-
-  return (size_t)v;
-}
-
-/* The size argument of a region's constructor (channel_new, dict_new):
- * checked to fit in s from off, or the rest of s when it is none or nil. */
-size_t shmL_optregion(lua_State *L, int arg, const Segment *s, size_t off) {
+/* An optional length at arg: a non-negative integer that fits in s from
+ * off, or the rest of s when it is none or nil.  what names it in the
+ * error ("length", "size"). */
+static size_t optlength(lua_State *L, int arg, const Segment *s, size_t off,
+                        const char *what) {
   lua_Integer n;
 
   if (lua_isnoneornil(L, arg))
@@ -105,10 +97,15 @@ size_t shmL_optregion(lua_State *L, int arg, const Segment *s, size_t off) {
 
   n = shmL_checkint(L, arg);
   if (n < 0)
-    luaL_argerror(L, arg, "size must not be negative");
+    luaL_argerror(L, arg, lua_pushfstring(L, "%s must not be negative", what));
 
   shmL_checkrange(L, arg, s, off, (size_t)n);
   return (size_t)n;
+}
+
+/* The size argument of a region's constructor (channel_new, dict_new). */
+size_t shmL_optregion(lua_State *L, int arg, const Segment *s, size_t off) {
+  return optlength(L, arg, s, off, "size");
 }
 
 /* A byte value: an integer 0..255 or a one-character string. */
@@ -348,14 +345,7 @@ static int seg_readonly(lua_State *L) {
 static int seg_read(lua_State *L) {
   Segment *s = seg_check(L, 1);
   size_t off = shmL_checkoffset(L, 2, s);
-  size_t len;
-
-  if (lua_isnoneornil(L, 3)) {
-    len = s->size - off;
-  } else {
-    len = checklength(L, 3);
-    shmL_checkrange(L, 3, s, off, len);
-  }
+  size_t len = optlength(L, 3, s, off, "length");
 
   lua_pushlstring(L, (const char *)s->addr + off, len);
   return 1;
@@ -453,14 +443,7 @@ static int seg_fill(lua_State *L) {
   Segment *s = seg_checkw(L, 1);
   unsigned char v = checkbyte(L, 2);
   size_t off = lua_isnoneornil(L, 3) ? 0 : shmL_checkoffset(L, 3, s);
-  size_t len;
-
-  if (lua_isnoneornil(L, 4)) {
-    len = s->size - off;
-  } else {
-    len = checklength(L, 4);
-    shmL_checkrange(L, 4, s, off, len);
-  }
+  size_t len = optlength(L, 4, s, off, "length");
 
   memset(s->addr + off, v, len);
   return 0;

@@ -307,6 +307,22 @@ maps_probe() {
       io.write(tostring(so), " ", tostring(lib))' 2>&1
 }
 
+# wrap_lua BDIR ENV: $wrapper, BDIR/bin/lua5.4, a lua5.4 that runs with
+# ENV (shell assignments, quoted) in its environment, or plain when
+# SYSVSHM_NO_WRAP is set (the children a gate leaves unwrapped); the build
+# is made readable by all (the specs drop to an unprivileged user).
+wrap_lua() {
+  wrapper="$1/bin/lua5.4"
+  mkdir -p "$1/bin"
+  cat >"$1/bin/lua5.4" <<EOF
+#!/bin/sh
+[ -z "\${SYSVSHM_NO_WRAP:-}" ] || exec "$LUA54" "\$@"
+$2 exec "$LUA54" "\$@"
+EOF
+  chmod 755 "$1/bin/lua5.4"
+  chmod -R a+rX "$1"
+}
+
 gate_asan() {
   banner "asan: the suite under AddressSanitizer + UndefinedBehaviorSanitizer"
   if [ -z "$LUA54" ]; then record asan FAIL "lua5.4 not found"; return; fi
@@ -335,14 +351,7 @@ gate_asan() {
     record asan FAIL "cannot build tools/preload_unsetenv.c"
     return
   fi
-  wrapper="$bdir/bin/lua5.4"
-  cat >"$wrapper" <<EOF
-#!/bin/sh
-[ -z "\${SYSVSHM_NO_WRAP:-}" ] || exec "$LUA54" "\$@"
-LD_PRELOAD="$asan $ubsan $bdir/bin/unsetenv.so" exec "$LUA54" "\$@"
-EOF
-  chmod 755 "$wrapper"
-  chmod -R a+rX "$bdir"
+  wrap_lua "$bdir" "LD_PRELOAD=\"$asan $ubsan $bdir/bin/unsetenv.so\""
   logdir "$logs"
 
   # Leaks are reported at every lua5.4's exit (tools/lsan.supp is where a
@@ -442,16 +451,8 @@ gate_gcstress() {
     return
   fi
 
-  mkdir -p "$bdir/bin"
   printf '%s\n' "$CHECK_GC_STRESS" >"$bdir/gcstress.lua"
-  wrapper="$bdir/bin/lua5.4"
-  cat >"$wrapper" <<EOF
-#!/bin/sh
-[ -z "\${SYSVSHM_NO_WRAP:-}" ] || exec "$LUA54" "\$@"
-LUA_INIT_5_4="@$bdir/gcstress.lua" exec "$LUA54" "\$@"
-EOF
-  chmod 755 "$wrapper"
-  chmod -R a+rX "$bdir"
+  wrap_lua "$bdir" "LUA_INIT_5_4=\"@$bdir/gcstress.lua\""
   logdir "$logs"
 
   # The gate checks itself: the wrapper's lua5.4 loads this build and runs
