@@ -1,94 +1,34 @@
 -- Fuzz target "dict" (fuzz/driver.c runs it under libFuzzer): a dictionary
 -- region (sysvshm.dict) whose bytes another process has overwritten with
--- anything.  The dictionary must raise, or answer, but never crash, hang,
--- or read or write outside its region, and what it answers must have the
--- types its documentation promises.
+-- anything, run by the region harness (fuzz/region.lua: the input's
+-- layout, the canary, the program loop).  The dictionary must raise, or
+-- answer, but never crash, hang, or read or write outside its region, and
+-- what it answers must have the types its documentation promises.
 --
--- Each input lays a valid dictionary with dict.new (so that the bytes are
--- plausible to begin with) in a region that ends at the segment end (a
--- guard page follows: an access past it faults), or stops short of it, and
--- runs a small program read from the input: get, get_stale, set, safe_set,
--- add, replace, incr, lpush, rpush, lpop, rpop, llen, delete, cas, keys,
--- pairs, get_keys, ttl, expire, flush_expired, flush_all, check, stats,
--- free_space, version, wait (timeout 0), dict.open on the region, and
--- overwrites of all or part of the region -- header, lock, state, buckets
--- and heap alike, all but the lock word -- with bytes of the input.  Every call runs under pcall:
--- an error is an answer.  The segment bytes in front of the region and
--- after an explicitly sized region hold a canary pattern that must
--- survive.
+-- Each input lays a valid dictionary with dict.new and runs a small
+-- program on it: get, get_stale, set, safe_set, add, replace, incr, lpush,
+-- rpush, lpop, rpop, llen, delete, cas, keys, pairs, get_keys, ttl,
+-- expire, flush_expired, flush_all, check, stats, free_space, version,
+-- wait (timeout 0), dict.open on the region, and overwrites of all or part
+-- of the region -- header, lock, state, buckets and heap alike, all but
+-- the lock word -- with bytes of the input (the payload: values come from
+-- it too).
 --
--- Input: b0 region size, b1 flags, b2 program length, b3 overwrite base,
--- the program (one byte an operation: low 4 bits the operation, high 4
--- bits its argument), then the payload (the bytes overwrites and values
--- come from).
+-- Region sizes: dict.MIN_SIZE + 64 * (b0 % 64), 8192 .. 12224; one that
+-- stops short of the segment end is 0 .. 15 times 64 bytes shorter.
+-- Programs: up to 47 operations.
 local dict = require "sysvshm.dict"
-local core = require "sysvshm.core"
-
-local T = { segsize = 16384 }
-
-local seg, S
-local CANARY = 0x5A
-
-function T.init(segid, segsize)
-  S = segsize
-  seg = assert(core.attach(segid))
-  assert(#seg == S)
-end
-
-local function check_canary(lo, hi, what)
-  if hi <= lo then return end
-  local want = string.char(CANARY):rep(hi - lo)
-  if seg:read(lo, hi - lo) ~= want then
-    error(string.format("dict fuzz: the bytes %s the region changed", what), 0)
-  end
-end
+local region = require "region"
 
 local KEYS = { "a", "b", "key", "k3", "hits", "list", "12345678", "123456789",
                "x", "y", "z", "q", "w", "e", "r", ("L"):rep(300) }
 
-function T.one(input)
-  if #input < 4 then return end
-  local b0, b1, b2, b3 = input:byte(1, 4)
-  local region = dict.MIN_SIZE + 64 * (b0 % 64) -- 8192 .. 12224
-  local off = S - region
-  local size = region
-  if b1 & 1 ~= 0 then -- a region that stops short of the segment end
-    size = region - 64 * ((b1 >> 1) % 16)
-    if size < dict.MIN_SIZE then size = dict.MIN_SIZE end
-  end
-  local nops = b2 % 48
-  local prog = input:sub(5, 4 + nops)
-  local payload = input:sub(5 + nops)
-  local cursor = 1 -- into payload
-
-  seg:fill(CANARY)
+local function ops(r)
+  local seg, off, size, take = r.seg, r.off, r.size, r.take
   local d = dict.new(seg, off, size)
-  local bad -- what went wrong without an error (pcall would swallow it)
 
   local function expect(cond, fmt, ...)
-    if not cond and not bad then bad = string.format(fmt, ...) end
-  end
-
-  -- copy bytes of the payload over the region at rel, cut at its end;
-  -- all but the lock word (bytes 64..71), which stays free: the methods
-  -- take no timeout, and a garbage word that names no thread of this pid
-  -- namespace is waited for like a live owner, for ever (lock.c; the
-  -- lock's own handling of garbage is fuzzed through the channel)
-  local function overwrite(rel, bytes)
-    rel = rel % size
-    bytes = bytes:sub(1, size - rel)
-    if #bytes > 0 then
-      seg:write(off + rel, bytes)
-      if rel < 72 and rel + #bytes > 64 then seg:pack("I8", off + 64, 0) end
-    end
-  end
-
-  local function take(n)
-    if #payload == 0 then return "" end
-    local s = payload:sub(cursor, cursor + n - 1)
-    cursor = cursor + n
-    if cursor > #payload then cursor = 1 end
-    return s
+    if not cond then r.fail(fmt, ...) end
   end
 
   local function value(a)
@@ -108,7 +48,7 @@ function T.one(input)
 
   local function key(a) return KEYS[a + 1] end
 
-  local ops = {
+  return {
     [0] = function(a)
       local v, f = d:get(key(a))
       expect(is_value(v), "get returned a %s", type(v))
@@ -165,7 +105,7 @@ function T.one(input)
         end
       end
     end,
-    function(a) overwrite(a * 256 + b3, payload) end, -- all or part of it
+    function(a) r.overwrite(a * 256 + r.b3, r.payload) end, -- all or part of it
     function(a)
       local t, err = d:ttl(key(a))
       expect(type(t) == "number" and t >= 0 or t == nil and type(err) == "string", "ttl returned %s", tostring(t))
@@ -200,25 +140,28 @@ function T.one(input)
       end
     end,
     function() d = dict.open(seg, off) end, -- it may refuse the region now
-    function(a) overwrite(a * 20, take(8)) end, -- header, lock, seq, state
+    function(a) r.overwrite(a * 20, take(8)) end, -- header, lock, seq, state
     function(a)                                                   -- anywhere
       local p = take(2)
       local at = #p == 2 and string.unpack("<I2", p) or 0
-      overwrite(at + a, take(1 + a))
+      r.overwrite(at + a, take(1 + a))
     end,
   }
-
-  if nops == 0 then -- no program: fill it, the payload over it, then use it
-    prog = "\1\17\33\3\4\20\9\0\16\5\3\6\8\12\92\44"
-  end
-  for i = 1, #prog do
-    local op = prog:byte(i)
-    pcall(ops[op % 16], op >> 4)
-  end
-
-  if bad then error("dict fuzz: " .. bad, 0) end
-  check_canary(0, off, "before")
-  check_canary(off + size, S, "after")
 end
 
-return T
+return region.target {
+  name = "dict",
+  segsize = 16384,
+  canary = 0x5A,
+  min_size = dict.MIN_SIZE,
+  shorten = function(size, k) return size - 64 * (k % 16) end,
+  max_ops = 48,
+  -- no program: fill it, the payload over it, then use it
+  default_prog = "\1\17\33\3\4\20\9\0\16\5\3\6\8\12\92\44",
+  -- overwrites leave the lock word (bytes 64..71) free: the methods take
+  -- no timeout, and a garbage word that names no thread of this pid
+  -- namespace is waited for like a live owner, for ever (lock.c; the
+  -- lock's own handling of garbage is fuzzed through the channel)
+  lock_word = 64,
+  ops = ops,
+}

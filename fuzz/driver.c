@@ -9,6 +9,8 @@
  *                         page size, see the guard pages)
  *   init(segid, segsize)  attach the segment (core.attach), set up state
  *   one(data)             run one input (a Lua string)
+ * The script may require modules of fuzz/ (package.path has lua/ and
+ * fuzz/ of the tree): the region targets share fuzz/region.lua.
  * An error out of one() is a finding (an oracle the script checks did not
  * hold): the driver prints it and aborts, so libFuzzer saves the input.
  * The script catches the errors the module may legitimately raise.
@@ -130,9 +132,11 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
   luaL_requiref(L, "sysvshm.core", luaopen_sysvshm_core, 0);
   lua_pop(L, 1);
 
-  /* the Lua modules from the tree (sysvshm.channel, ...), nothing else */
+  /* the Lua modules from the tree (sysvshm.channel, ...) and the targets'
+   * shared harness (fuzz/region.lua: require "region"), nothing else */
   lua_getglobal(L, "package");
-  lua_pushstring(L, FUZZ_ROOT "/lua/?.lua;" FUZZ_ROOT "/lua/?/init.lua");
+  lua_pushstring(L, FUZZ_ROOT "/lua/?.lua;" FUZZ_ROOT "/lua/?/init.lua;"
+                    FUZZ_ROOT "/fuzz/?.lua");
   lua_setfield(L, -2, "path");
   lua_pushstring(L, "");
   lua_setfield(L, -2, "cpath");
