@@ -1587,7 +1587,9 @@ describe("sysvshm.channel", function()
         local slow, worst = 0, 0
         for seq = 1, N do
           local r = math.random(8)
-          if r <= 2 then shm.sleep(0.0002)
+          -- 2 ms: longer than a sender spins before it sleeps (up to about
+          -- 1 ms while it waits for room, see ch_wait in src/channel.c)
+          if r <= 2 then shm.sleep(0.002)
           elseif r <= 5 then local x = 0 for _ = 1, math.random(400) do x = x + 1 end end
           local t0 = shm.clock()
           local m, why = ch:recv(5)
