@@ -228,6 +228,18 @@ static int spin_start(void) {
  * its wake.  A sleeper killed while counted leaves waiters above zero for
  * good: that costs the other side a bump and a wake call per message, never
  * a lost wake-up. */
+/* Whether the deadline (none: NULL) has passed. */
+static int ch_past(const struct timespec *deadline) {
+  struct timespec now;
+
+  if (deadline == NULL)
+    return 0;
+
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return now.tv_sec > deadline->tv_sec ||
+         (now.tv_sec == deadline->tv_sec && now.tv_nsec >= deadline->tv_nsec);
+}
+
 static int ch_wait(const ShmWaiter *wt, Channel *c, const uint64_t *index,
                    uint64_t stale, uint64_t more, uint32_t *seq,
                    uint32_t *waiters, const uint32_t *closed,
@@ -242,12 +254,8 @@ static int ch_wait(const ShmWaiter *wt, Channel *c, const uint64_t *index,
   /* Looked at on every call, not only when sleeping: an index that keeps
    * moving without ever making room (a peer writing over it) must not keep
    * the caller past its deadline, or past Ctrl-C. */
-  if (deadline != NULL) {
-    clock_gettime(CLOCK_MONOTONIC, &limit);
-    if (limit.tv_sec > deadline->tv_sec ||
-        (limit.tv_sec == deadline->tv_sec && limit.tv_nsec >= deadline->tv_nsec))
-      return CH_TIMEOUT;
-  }
+  if (ch_past(deadline))
+    return CH_TIMEOUT;
 
   if (sync_interrupted(wt))
     return CH_INTERRUPTED;
@@ -271,6 +279,10 @@ static int ch_wait(const ShmWaiter *wt, Channel *c, const uint64_t *index,
 
     if (__atomic_load_n(closed, __ATOMIC_RELAXED)) /* the caller looks again */
       return CH_OK;
+
+    /* a long spin stops at the deadline (then: a move, or the timeout) */
+    if (step > 1 && (i & 63) == 63 && ch_past(deadline))
+      break;
 
     for (j = 0; j < step; j++)
       cpu_relax();
