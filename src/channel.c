@@ -552,8 +552,8 @@ static int ch_sent(lua_State *L, int why) {
 /* send's and sendpack's end, after their arguments: the deadline, the
  * attachment (the arguments may have run Lua code that detached it), the
  * send, the results. */
-static int ch_sendmsg(lua_State *L, Channel *c, const ChMsg *m, int timed,
-                      double seconds) {
+CH_INLINE int ch_sendmsg(lua_State *L, Channel *c, const ChMsg *m, int timed,
+                         double seconds) {
   struct timespec deadline;
 
   if (timed)
@@ -801,8 +801,8 @@ CH_INLINE int ch_take(lua_State *L, Channel *c,
 /* recv's and recvunpack's receive, after their arguments: the deadline,
  * the attachment (the arguments may have run Lua code that detached it),
  * the take (see ch_take). */
-static int ch_recvmsg(lua_State *L, Channel *c, int timed, double seconds,
-                      uint64_t *len) {
+CH_INLINE int ch_recvmsg(lua_State *L, Channel *c, int timed, double seconds,
+                         uint64_t *len) {
   struct timespec deadline;
 
   if (timed)
