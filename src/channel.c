@@ -344,26 +344,33 @@ static size_t ring_skip(size_t cap, size_t i, size_t n) {
   return n < cap - i ? i + n : i + n - cap;
 }
 
-/* Copy n bytes into / out of the ring from index i, wrapping around. */
+/* Copy n bytes into / out of the ring from index i (< cap), wrapping
+ * around its end (n <= cap). */
 static void ring_put(unsigned char *r, size_t cap, size_t i, const void *src,
                      size_t n) {
-  size_t first = n < cap - i ? n : cap - i;
+  size_t room = cap - i;
 
-  memcpy(r + i, src, first);
-  if (first < n)
-    memcpy(r, (const unsigned char *)src + first, n - first);
+  if (n <= room) {
+    memcpy(r + i, src, n);
+  } else {
+    memcpy(r + i, src, room);
+    memcpy(r, (const unsigned char *)src + room, n - room);
+  }
 }
 
 static void ring_get(const unsigned char *r, size_t cap, size_t i, void *dst,
                      size_t n) {
-  size_t first = n < cap - i ? n : cap - i;
+  size_t room = cap - i;
 
   if (n == 0) /* dst may be NULL then: no buffer yet */
     return;
 
-  memcpy(dst, r + i, first);
-  if (first < n)
-    memcpy((unsigned char *)dst + first, r, n - first);
+  if (n <= room) {
+    memcpy(dst, r + i, n);
+  } else {
+    memcpy(dst, r + i, room);
+    memcpy((unsigned char *)dst + room, r, n - room);
+  }
 }
 
 /* Write a record at index i: its length, then its bytes (the padding is
