@@ -1519,6 +1519,53 @@ describe("sysvshm.channel", function()
       end
     end)
 
+    -- The other side of that quarter-ring wait: a receiver that takes a
+    -- message every ~0.1 ms moves head during every long spin (up to ~1 ms)
+    -- without ever freeing a quarter of the ring.  A spin that did not get
+    -- what it waited for must shrink the budget all the same, as one that
+    -- saw no move does, so that the sender sleeps (woken by each recv)
+    -- instead of spinning a processor for as long as the receiver stays
+    -- slow.  Here: 12-27% of a processor per round before the quarter-ring
+    -- wait, 100% with it.  Each round is a new handle (a new budget): a
+    -- round where the receiver was held up longer than a spin (a busy
+    -- machine) shrinks it in any case and proves nothing, hence the median.
+    -- The timed loop allocates nothing (the collector stress gate).
+    it("a sender on a full channel behind a slow receiver sleeps rather than spins", function()
+      local seg, id = new_segment(65536)
+      local ch = channel.new(seg, 0, 16384)
+      local m = ("f"):rep(56)
+      fill(ch, m)
+      local c = spawn([[
+        local n = 0
+        while ch:recv(10) do
+          n = n + 1
+          if n == 1 then print("receiving") end
+          shm.sleep(0.00005)
+        end
+        print("received " .. n)
+      ]], id, 0)
+      c:expect("^receiving$")
+      local rounds, sent = {}, 0
+      for r = 1, 9 do
+        local s = channel.open(seg, 0) -- the ring is full: the receiver is slower
+        local cpu0, t0 = os.clock(), shm.clock()
+        for _ = 1, 250 do
+          if s:send(m, 10) then sent = sent + 1 end
+        end
+        rounds[r] = (os.clock() - cpu0) / (shm.clock() - t0)
+      end
+      ch:close()
+      c:join()
+      assert.is_true(c.ok, c:output())
+      assert.equal(9 * 250, sent)
+      local shown = {}
+      for r, x in ipairs(rounds) do shown[r] = ("%.0f%%"):format(100 * x) end
+      table.sort(rounds)
+      assert.is_true(rounds[5] < 0.5,
+        ("the sender's CPU time over wall time behind a slow receiver, each round: %s")
+          :format(table.concat(shown, " ")))
+    end)
+
     -- A lost wake-up shows up as a round trip of about a second (see
     -- PROMPT).  Random pauses on both sides
     -- make each side find the channel empty at every stage of the other's
