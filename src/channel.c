@@ -288,11 +288,16 @@ static int ch_wait(const ShmWaiter *wt, Channel *c, const uint64_t *index,
       cpu_relax();
   }
 
-  if (__atomic_load_n(index, __ATOMIC_RELAXED) != stale)
-    return CH_OK;
-
+  /* The spin did not get what it waited for: it did not pay, even if the
+   * index moved a little meanwhile (a slow receiver), so shrink it;
+   * otherwise a sender behind a receiver that frees a record now and then
+   * would spin the whole budget at every wait, a processor for as long as
+   * the receiver stays slow, and never sleep. */
   if (c->spin > CH_SPIN_MIN)
     c->spin /= 2;
+
+  if (__atomic_load_n(index, __ATOMIC_RELAXED) != stale)
+    return CH_OK;
 
   /* A sleep lasts at most a second before looking again: a process killed
    * between publishing and waking must not leave a sleeper waiting for
