@@ -121,7 +121,9 @@ typedef struct Channel {
 enum { CH_OK, CH_TIMEOUT, CH_CLOSED, CH_INTERRUPTED, CH_CORRUPT, CH_NOMEM,
        CH_EMPTY };
 
-static const char *const ch_why[] = {"ok", "timeout", "closed", "interrupted"};
+static const char *const ch_why[] = {"ok",      "timeout",   "closed",
+                                     "interrupted", "corrupt", "no memory",
+                                     "empty"}; /* one per value above */
 
 static size_t round8(size_t n) { return (n + 7u) & ~(size_t)7u; }
 
@@ -182,6 +184,7 @@ static int ch_lock(const ShmWaiter *wt, uint64_t *w,
 
 #define CH_SPIN_MAX 2048 /* rounds of cpu_relax before sleeping, at most */
 #define CH_SPIN_MIN 16   /* and at least, once spinning (multi-core) */
+#define CH_SPIN_LONG 0.001 /* seconds a sender waiting for room spins, at most */
 
 static void cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -244,7 +247,7 @@ static int ch_wait(const ShmWaiter *wt, Channel *c, const uint64_t *index,
                    uint64_t stale, uint64_t more, uint32_t *seq,
                    uint32_t *waiters, const uint32_t *closed,
                    const struct timespec *deadline) {
-  struct timespec limit;
+  struct timespec limit, until;
   uint32_t seen;
   /* looks at the index: after each pause while any move is enough; every
    * 16 pauses while waiting for `more`, so as not to pull the line that the
@@ -266,10 +269,19 @@ static int ch_wait(const ShmWaiter *wt, Channel *c, const uint64_t *index,
    * not (the other side is descheduled, or has nothing to say).  While
    * spinning, wait for the index to move `more` (a sender: a quarter of
    * the ring, see ch_room), looking every 16 pauses (the budget counts
-   * looks: such a spin lasts up to 16 times longer, at most about 1 ms at
-   * 26 ns a pause); when the budget runs out, any move is enough.  On a
-   * full ring, this made W7's single-call rows 19-42% faster than taking
-   * each slot as soon as it was free (bench/NOTES.md). */
+   * looks: such a spin lasts up to 16 times longer, 850 us at 26 ns a
+   * pause, and never more than CH_SPIN_LONG); when the budget runs out,
+   * any move is enough.  On a full ring, this made W7's single-call rows
+   * 19-42% faster than taking each slot as soon as it was free
+   * (bench/NOTES.md). */
+  if (step > 1) {
+    sync_deadline(&until, CH_SPIN_LONG);
+    if (deadline != NULL && (deadline->tv_sec < until.tv_sec ||
+                             (deadline->tv_sec == until.tv_sec &&
+                              deadline->tv_nsec < until.tv_nsec)))
+      until = *deadline;
+  }
+
   for (i = 0; i < c->spin; i++) {
     if (__atomic_load_n(index, __ATOMIC_RELAXED) - stale >= more) {
       if (c->spin < CH_SPIN_MAX)
@@ -280,8 +292,9 @@ static int ch_wait(const ShmWaiter *wt, Channel *c, const uint64_t *index,
     if (__atomic_load_n(closed, __ATOMIC_RELAXED)) /* the caller looks again */
       return CH_OK;
 
-    /* a long spin stops at the deadline (then: a move, or the timeout) */
-    if (step > 1 && (i & 63) == 63 && ch_past(deadline))
+    /* a long spin stops after CH_SPIN_LONG seconds, whatever a pause
+     * costs on this processor, or at the deadline if that comes first */
+    if (step > 1 && (i & 63) == 63 && ch_past(&until))
       break;
 
     for (j = 0; j < step; j++)
