@@ -659,6 +659,10 @@ local function child(chunkname, mode, progress_path)
       return "sendpack gave " .. tostring(r[2]) .. " " .. tostring(r[3])
     end
   end
+  -- a receive that returned nil: the reason must be "timeout" or "closed"
+  local function no_message(name, r)
+    if r[3] ~= "timeout" and r[3] ~= "closed" then return name .. " gave nil " .. tostring(r[3]) end
+  end
   T.sendpack = { call = chmt.__index.sendpack,
     pos = { P("chan", "chan"), P("fmt", "strnum"), P("any", "any", true), P("any", "any", true) },
     base = { { "chA", '"i4"', "12345", "<none>" }, { "chM", '"z"', '"str"', "<none>" } },
@@ -669,10 +673,7 @@ local function child(chunkname, mode, progress_path)
     range_on_error = true, -- a message that does not match the format is consumed, then it raises
     block = function(a) return SEQ and long(a, 3) end,
     check = function(_, r)
-      if r[2] == nil then
-        if r[3] ~= "timeout" and r[3] ~= "closed" then return "recvunpack gave nil " .. tostring(r[3]) end
-        return
-      end
+      if r[2] == nil then return no_message("recvunpack", r) end
       local last = r[r.n] -- the fixture message is "hello": at most 5 bytes read
       if math.type(last) ~= "integer" or last < 1 or last > 6 then
         return "recvunpack's next position " .. tostring(last)
@@ -699,10 +700,7 @@ local function child(chunkname, mode, progress_path)
     range = chrange,
     block = function(a) return SEQ and long(a, 3) end,
     check = function(a, r)
-      if r[2] == nil then
-        if r[3] ~= "timeout" and r[3] ~= "closed" then return "recv_many gave nil " .. tostring(r[3]) end
-        return
-      end
+      if r[2] == nil then return no_message("recv_many", r) end
       local into = a.n >= 4 and a[4] or nil
       if type(r[2]) ~= "table" or (into ~= nil and r[2] ~= into) or math.type(r[3]) ~= "integer"
         or r[3] < 1 or r[3] > a[2] or #r[2] ~= r[3] or (not SEQ and r[2][1] ~= "hello") then
