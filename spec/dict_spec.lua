@@ -445,7 +445,68 @@ describe("sysvshm.dict", function()
       assert.is_nil(d:check())
     end)
 
-    it("a lock word overwritten with garbage it cannot judge: calls raise after a bound #stress", function()
+    it("lock_timeout: a handle's writers wait that long for a lock they cannot take over, then raise", function()
+      local d, seg, id = new_dict()
+      d:set("k", "v")
+      local quick = dict.open(seg, 0, { lock_timeout = 0.3 })
+      -- thread 1 of another pid namespace (identity bits all ones): never
+      -- taken over, so writers wait for their bound, then raise
+      seg:atomic_store(64, -1 & ~0x3fffff | 1)
+      local t0 = shm.clock()
+      assert.matches("dict lock: held for over 0.3 s", h.errmsg(quick.set, quick, "k", 1), 1, true)
+      local dt = shm.clock() - t0
+      assert.is_true(dt >= 0.3 and dt < 3, ("raised after %.3f s"):format(dt))
+      -- another process's handle, made by attach with the option
+      local key = 0x5d1d0000 + (h.pid() % 0xffff)
+      local other = dict.new(h.new_segment(65536), { lock_timeout = 1 }) -- whole seconds print whole
+      seg:atomic_store(64, 0)
+      local kid = h.spawn([[
+        local shm = require "sysvshm"
+        local dict = require "sysvshm.dict"
+        local seg = assert(shm.attach(math.tointeger(tonumber((...)))))
+        local d = dict.open(seg, { lock_timeout = 0.2 })
+        seg:atomic_store(64, -1 & ~0x3fffff | 1)
+        local t0 = shm.clock()
+        print(pcall(d.incr, d, "n", 1, 0))
+        print(shm.clock() - t0 < 3)
+        seg:atomic_store(64, 0)
+      ]], id)
+      local out, ok = h.join(kid)
+      assert.is_true(ok, out)
+      assert.matches("^false\t[^\n]*dict lock: held for over 0.2 s[^\n]*\ntrue\n$", out)
+      assert.equals("v", d:get("k")) -- reads take no lock
+      assert.is_true(d:set("k", 2)) -- the default handle, the lock free again
+      local oseg = other:segment()
+      oseg:atomic_store(64, -1 & ~0x3fffff | 1)
+      assert.matches("held for over 1 s", h.errmsg(other.set, other, "k", 1), 1, true)
+      oseg:atomic_store(64, 0)
+      -- attach takes it too
+      local a = assert(dict.attach(key, 65536, { lock_timeout = 0.2 }))
+      h.track((assert(shm.open(key))))
+      a:segment():atomic_store(64, -1 & ~0x3fffff | 1)
+      assert.matches("held for over 0.2 s", h.errmsg(a.set, a, "k", 1), 1, true)
+      a:segment():atomic_store(64, 0)
+      h.release((assert(shm.open(key))))
+    end)
+
+    it("lock_timeout must be a number of seconds over 0; other options raise, naming lock_timeout", function()
+      local seg = h.new_segment(65536)
+      dict.new(seg)
+      for _, bad in ipairs({ 0, -1, "1", true, 0 / 0, math.huge, {} }) do
+        assert.matches("option 'lock_timeout' must be a number of seconds greater than 0",
+          h.errmsg(dict.new, seg, 0, nil, { lock_timeout = bad }), 1, true)
+        assert.matches("option 'lock_timeout' must be a number of seconds greater than 0",
+          h.errmsg(dict.open, seg, 0, { lock_timeout = bad }), 1, true)
+      end
+      assert.matches("unknown option 'lock_timout'; the options are: lock_timeout",
+        h.errmsg(dict.open, seg, { lock_timout = 1 }), 1, true)
+      assert.matches("unknown option 'mode'; the options are: lock_timeout",
+        h.errmsg(dict.new, seg, { mode = 1 }), 1, true)
+      assert.matches("unknown option 'lock'", h.errmsg(dict.attach, 0x5d1e0000, 65536, { lock = 1 }), 1, true)
+      assert.is_nil(shm.open(0x5d1e0000)) -- and nothing was created
+    end)
+
+    it("a lock word overwritten with garbage it cannot judge: calls raise after 10 s by default #stress", function()
       local d, seg = new_dict()
       d:set("k", "v")
       -- thread 1 of another pid namespace (identity bits all ones): never

@@ -172,18 +172,24 @@ static int dict_raise(lua_State *L, int r) {
  * milliseconds): a lock held this long is held by a process that stopped
  * or by bytes a peer wrote over the lock word, and a call must not hang on
  * it for ever. */
-#define DICT_LOCK_SECONDS 10.0
+#define DICT_LOCK_SECONDS 10.0 /* the default of the lock_timeout option */
 
 static void lock_or_raise(lua_State *L, Dict *d) {
-  int r = dict_lock(L, d, DICT_LOCK_SECONDS); /* the clock read only if held */
+  int r = dict_lock(L, d, d->lock_seconds); /* the clock read only if held */
 
-  if (r == DR_INTERRUPTED)
+  if (r == DR_INTERRUPTED) {
     luaL_error(L, "interrupted!");
-  else if (r == DR_TIMEOUT)
-    luaL_error(L, "dict lock: held for over %d s (by a process that stopped, "
-                  "or the lock word was overwritten)", (int)DICT_LOCK_SECONDS);
-  else if (r != DR_OK)
+  } else if (r == DR_TIMEOUT) {
+    lua_Integer whole = (lua_Integer)d->lock_seconds; /* <= 1e9: fits */
+
+    luaL_error(L, "dict lock: held for over %s s (by a process that stopped, "
+                  "or the lock word was overwritten)",
+               (lua_Number)whole == d->lock_seconds
+                   ? lua_pushfstring(L, "%I", whole)
+                   : lua_pushfstring(L, "%f", (lua_Number)d->lock_seconds));
+  } else if (r != DR_OK) {
     dict_raise(L, r);
+  }
 }
 
 /* ---- reading ------------------------------------------------------------- */
@@ -1493,20 +1499,36 @@ static Dict *dict_push(lua_State *L, Segment *s, size_t off) {
   d->seg = s;
   d->off = off;
   d->stripe = (uint32_t)getpid();
+  d->lock_seconds = DICT_LOCK_SECONDS;
   return d;
 }
 
-/* dict_new(seg [, off [, size]]) */
+/* The constructors' options table at arg (checked before anything else is
+ * done): lock_timeout, the seconds a writer waits for the lock. */
+static double dict_optlock(lua_State *L, int arg) {
+  static const char *const names[] = {"lock_timeout", NULL};
+  double seconds = DICT_LOCK_SECONDS;
+
+  if (!lua_isnoneornil(L, arg)) {
+    shmL_checkopts(L, arg, names);
+    shmL_optfield_seconds(L, arg, "lock_timeout", &seconds);
+  }
+  return seconds;
+}
+
+/* dict_new(seg [, off [, size [, opts]]]) */
 static int d_new(lua_State *L) {
   Segment *s = seg_checkw(L, 1);
   size_t off = lua_isnoneornil(L, 2) ? 0 : shmL_checkaligned(L, 2, s, 0, DICT_ALIGN);
   size_t region = shmL_optregion(L, 3, s, off);
+  double lock_seconds = dict_optlock(L, 4);
   Dict *d;
 
   if (region > UINT32_MAX - 8u)
     region = UINT32_MAX - 8u; /* offsets in the region are 32-bit */
 
   d = dict_push(L, s, off);
+  d->lock_seconds = lock_seconds;
   if (dict_layout(d, region) != 0)
     luaL_argerror(L, lua_isnoneornil(L, 3) ? 2 : 3,
                   lua_pushfstring(L, "a dictionary needs at least %d bytes",
@@ -1518,14 +1540,16 @@ static int d_new(lua_State *L) {
   return 1;
 }
 
-/* dict_open(seg [, off]) */
+/* dict_open(seg [, off [, opts]]) */
 static int d_open(lua_State *L) {
   Segment *s = seg_checkw(L, 1);
   size_t off = lua_isnoneornil(L, 2) ? 0 : shmL_checkaligned(L, 2, s, 0, DICT_ALIGN);
+  double lock_seconds = dict_optlock(L, 3);
   const char *why;
   Dict *d;
 
   d = dict_push(L, s, off);
+  d->lock_seconds = lock_seconds;
   dict_attached(L, d);
   if (s->size - off < DICT_HEADER)
     luaL_argerror(L, 2, "no dictionary here (region too small)");

@@ -112,6 +112,7 @@ typedef struct Dict {
   uint32_t wake;    /* wait slots (bits) to wake after the write section */
   char *buf;        /* values copied out of the region, pushed after */
   size_t bufsize;
+  double lock_seconds; /* a writer waits this long for the lock, then raises */
 } Dict;
 
 /* A value given by Lua, converted before any lock is taken. */

@@ -228,6 +228,32 @@ int shmL_optfield_int(lua_State *L, int arg, const char *k, lua_Integer *v) {
   return 1;
 }
 
+/* Seconds in field k of the options table at arg, read raw: 1 with *v when
+ * it is there (a number greater than 0, at most 1e9), 0 when absent. */
+int shmL_optfield_seconds(lua_State *L, int arg, const char *k, double *v) {
+  int t;
+
+  if (lua_isnoneornil(L, arg))
+    return 0;
+
+  lua_pushstring(L, k);
+  t = lua_rawget(L, arg);
+  if (t == LUA_TNIL) {
+    lua_pop(L, 1);
+    return 0;
+  }
+
+  *v = (double)lua_tonumber(L, -1);
+  if (t != LUA_TNUMBER || !(*v > 0 && *v <= 1e9))
+    luaL_argerror(L, arg,
+                  lua_pushfstring(L, "option '%s' must be a number of seconds "
+                                     "greater than 0 (at most 1e9)",
+                                  k));
+
+  lua_pop(L, 1);
+  return 1;
+}
+
 /* Boolean field k of the options table at arg, read raw; def when absent. */
 int shmL_optfield_bool(lua_State *L, int arg, const char *k, int def) {
   int t, v = def;

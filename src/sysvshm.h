@@ -130,6 +130,7 @@ void *shmL_newhandle(lua_State *L, size_t size); /* see segment.c */
 key_t shmL_checkkey(lua_State *L, int arg); /* a 32-bit System V key */
 int shmL_optfield_int(lua_State *L, int arg, const char *k, lua_Integer *v);
 int shmL_optfield_bool(lua_State *L, int arg, const char *k, int def);
+int shmL_optfield_seconds(lua_State *L, int arg, const char *k, double *v);
 /* nil/none, or a table with only the keys in names (NULL-terminated) */
 void shmL_checkopts(lua_State *L, int arg, const char *const names[]);
 

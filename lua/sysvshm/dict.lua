@@ -43,13 +43,15 @@ end
 -- @tparam[opt=0] integer off region start, a multiple of 64
 -- @tparam[opt] integer size region size in bytes (default: the rest of the
 --   segment; at least `MIN_SIZE`)
--- @tparam[opt] table opts none are defined yet (unknown options raise)
+-- @tparam[opt] table opts `lock_timeout`: seconds a call that writes waits
+--   for the lock before it raises "dict lock: held for over N s" (default
+--   10; the holder stopped, or the lock word was overwritten); this
+--   handle's own, not the dictionary's. Unknown options raise.
 -- @treturn dict
 function M.new(seg, off, size, opts)
   if type(off) == "table" then off, size, opts = nil, nil, off
   elseif type(size) == "table" then size, opts = nil, size end
-  check_opts(opts, {}, 4, "new")
-  return core.dict_new(seg, off, size)
+  return core.dict_new(seg, off, size, opts)
 end
 
 --- Use the dictionary that `new` laid at off (in this or another process).
@@ -57,9 +59,11 @@ end
 -- version, or a header out of range.
 -- @tparam segment seg a writable attachment
 -- @tparam[opt=0] integer off
+-- @tparam[opt] table opts `lock_timeout`, as for `new`
 -- @treturn dict
-function M.open(seg, off)
-  return core.dict_open(seg, off)
+function M.open(seg, off, opts)
+  if type(off) == "table" then off, opts = nil, off end
+  return core.dict_open(seg, off, opts)
 end
 
 --- Create the segment for key and a dictionary in it; or, when another
@@ -67,14 +71,16 @@ end
 -- seconds, default 5) until its creator has laid it out.
 -- @tparam integer key a System V key (`sysvshm.ftok`)
 -- @tparam integer size bytes
--- @tparam[opt] table opts `mode` (default 0600), `timeout` (seconds)
+-- @tparam[opt] table opts `mode` (default 0600), `timeout` (seconds),
+--   `lock_timeout` (as for `new`)
 -- @treturn[1] dict (`d:segment()` gives the segment, to remove it when done)
 -- @treturn[2] nil
 -- @treturn[2] string message
 -- @treturn[2] integer errno
 function M.attach(key, size, opts)
-  check_opts(opts, { mode = true, timeout = true }, 3, "attach")
+  check_opts(opts, { mode = true, timeout = true, lock_timeout = true }, 3, "attach")
   opts = opts or {}
+  local handle = { lock_timeout = opts.lock_timeout }
   local id, err, en = core.create(key, size, { mode = opts.mode or 384 })
   if id then
     local seg, aerr, aen = core.attach(id)
@@ -82,7 +88,7 @@ function M.attach(key, size, opts)
       core.remove(id)
       return nil, aerr, aen
     end
-    return M.new(seg)
+    return M.new(seg, 0, nil, handle)
   end
   if en ~= core.EEXIST then return nil, err, en end
   id, err, en = core.open(key)
@@ -91,7 +97,7 @@ function M.attach(key, size, opts)
   if not seg then return nil, aerr, aen end
   local deadline = core.clock() + (opts.timeout or 5)
   while true do
-    local ok, d = pcall(M.open, seg)
+    local ok, d = pcall(M.open, seg, 0, handle)
     if ok then return d end
     if core.clock() >= deadline then
       seg:detach()
