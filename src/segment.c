@@ -205,20 +205,29 @@ int shmL_checkmode(lua_State *L, int arg, lua_Integer v) {
   return (int)v;
 }
 
-/* Field k of the options table at arg, read raw (no metamethod runs):
- * 0 when absent, 1 with *v set; raises when it is not an integer. */
-int shmL_optfield_int(lua_State *L, int arg, const char *k, lua_Integer *v) {
-  int t, isnum;
+/* Field k of the options table at arg (none or nil: no table), read raw
+ * (no metamethod runs): its type, with the value pushed, or LUA_TNIL with
+ * nothing pushed when it is absent. */
+static int optfield(lua_State *L, int arg, const char *k) {
+  int t;
 
   if (lua_isnoneornil(L, arg))
-    return 0;
+    return LUA_TNIL;
 
   lua_pushstring(L, k);
   t = lua_rawget(L, arg);
-  if (t == LUA_TNIL) {
+  if (t == LUA_TNIL)
     lua_pop(L, 1);
+  return t;
+}
+
+/* Integer field k of the options table at arg: 0 when absent, 1 with *v
+ * set; raises when it is not an integer. */
+int shmL_optfield_int(lua_State *L, int arg, const char *k, lua_Integer *v) {
+  int t = optfield(L, arg, k), isnum;
+
+  if (t == LUA_TNIL)
     return 0;
-  }
 
   *v = lua_tointegerx(L, -1, &isnum);
   if (t != LUA_TNUMBER || !isnum)
@@ -228,20 +237,13 @@ int shmL_optfield_int(lua_State *L, int arg, const char *k, lua_Integer *v) {
   return 1;
 }
 
-/* Seconds in field k of the options table at arg, read raw: 1 with *v when
- * it is there (a number greater than 0, at most 1e9), 0 when absent. */
+/* Seconds in field k of the options table at arg: 1 with *v when it is
+ * there (a number greater than 0, at most 1e9), 0 when absent. */
 int shmL_optfield_seconds(lua_State *L, int arg, const char *k, double *v) {
-  int t;
+  int t = optfield(L, arg, k);
 
-  if (lua_isnoneornil(L, arg))
+  if (t == LUA_TNIL)
     return 0;
-
-  lua_pushstring(L, k);
-  t = lua_rawget(L, arg);
-  if (t == LUA_TNIL) {
-    lua_pop(L, 1);
-    return 0;
-  }
 
   *v = (double)lua_tonumber(L, -1);
   if (t != LUA_TNUMBER || !(*v > 0 && *v <= 1e9))
@@ -254,20 +256,17 @@ int shmL_optfield_seconds(lua_State *L, int arg, const char *k, double *v) {
   return 1;
 }
 
-/* Boolean field k of the options table at arg, read raw; def when absent. */
+/* Boolean field k of the options table at arg; def when absent. */
 int shmL_optfield_bool(lua_State *L, int arg, const char *k, int def) {
-  int t, v = def;
+  int t = optfield(L, arg, k), v;
 
-  if (lua_isnoneornil(L, arg))
+  if (t == LUA_TNIL)
     return def;
 
-  lua_pushstring(L, k);
-  t = lua_rawget(L, arg);
-  if (t == LUA_TBOOLEAN)
-    v = lua_toboolean(L, -1);
-  else if (t != LUA_TNIL)
+  if (t != LUA_TBOOLEAN)
     luaL_argerror(L, arg, lua_pushfstring(L, "option '%s' must be a boolean", k));
 
+  v = lua_toboolean(L, -1);
   lua_pop(L, 1);
   return v;
 }
