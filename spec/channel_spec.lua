@@ -639,6 +639,18 @@ describe("sysvshm.channel", function()
       assert.is_false(b2:closed())
     end)
 
+    it("argument errors of new and open name them and the caller's line, as Lua's own functions do", function()
+      local seg = new_segment(8192)
+      for _, c in ipairs({
+        { function() local ch = channel.new(seg, 3) return ch end, "#2 to 'new' (offset 3 is not 64-byte aligned)" },
+        { function() local ch = channel.open(seg, 32) return ch end,
+          "#2 to 'open' (offset 32 is not 64-byte aligned)" },
+      }) do
+        local err, line = h.raised(c[1])
+        assert.equal(("channel_spec.lua:%d: bad argument %s"):format(line, c[2]), err)
+      end
+    end)
+
     it("raises for an offset that is not a multiple of 64", function()
       local seg = new_segment(8192)
       for _, off in ipairs({ 1, 8, 32, 63, 65, 100, 1000, 4095 }) do

@@ -147,6 +147,16 @@ function M.errmsg(f, ...)
   return (tostring(e):gsub("^[^\n]-:%d+: ", ""))
 end
 
+--- The error fn() raises, its location shortened to the file's name and
+-- line ("dict_spec.lua:12: ..."), and the line fn is written on (write fn
+-- on one line, calling what should raise without a tail call): for errors
+-- that must name the caller's line, as Lua's own functions' do.
+function M.raised(fn)
+  local ok, e = pcall(fn)
+  assert(not ok, "did not raise")
+  return (tostring(e):match("[^/]*$")), debug.getinfo(fn, "S").linedefined
+end
+
 -- ---- cleanup -------------------------------------------------------------
 
 local ids = {}                                  -- segment ids to remove

@@ -1516,12 +1516,15 @@ static double dict_optlock(lua_State *L, int arg) {
   return seconds;
 }
 
-/* dict_new(seg [, off [, size [, opts]]]) */
+/* dict_new(seg [, off [, size]] [, opts]): opts is the first table */
 static int d_new(lua_State *L) {
   Segment *s = seg_checkw(L, 1);
-  size_t off = lua_isnoneornil(L, 2) ? 0 : shmL_checkaligned(L, 2, s, 0, DICT_ALIGN);
-  size_t region = shmL_optregion(L, 3, s, off);
-  double lock_seconds = dict_optlock(L, 4);
+  int opts = lua_istable(L, 2) ? 2 : lua_istable(L, 3) ? 3 : 4;
+  size_t off = (opts == 2 || lua_isnoneornil(L, 2))
+                   ? 0
+                   : shmL_checkaligned(L, 2, s, 0, DICT_ALIGN);
+  size_t region = opts == 4 ? shmL_optregion(L, 3, s, off) : s->size - off;
+  double lock_seconds = dict_optlock(L, opts);
   Dict *d;
 
   if (region > UINT32_MAX - 8u)
@@ -1530,7 +1533,7 @@ static int d_new(lua_State *L) {
   d = dict_push(L, s, off);
   d->lock_seconds = lock_seconds;
   if (dict_layout(d, region) != 0)
-    luaL_argerror(L, lua_isnoneornil(L, 3) ? 2 : 3,
+    luaL_argerror(L, opts == 4 && !lua_isnoneornil(L, 3) ? 3 : 2,
                   lua_pushfstring(L, "a dictionary needs at least %d bytes",
                                   (int)DICT_MIN_REGION));
 
@@ -1540,11 +1543,14 @@ static int d_new(lua_State *L) {
   return 1;
 }
 
-/* dict_open(seg [, off [, opts]]) */
+/* dict_open(seg [, off] [, opts]): opts is the first table */
 static int d_open(lua_State *L) {
   Segment *s = seg_checkw(L, 1);
-  size_t off = lua_isnoneornil(L, 2) ? 0 : shmL_checkaligned(L, 2, s, 0, DICT_ALIGN);
-  double lock_seconds = dict_optlock(L, 3);
+  int opts = lua_istable(L, 2) ? 2 : 3;
+  size_t off = (opts == 2 || lua_isnoneornil(L, 2))
+                   ? 0
+                   : shmL_checkaligned(L, 2, s, 0, DICT_ALIGN);
+  double lock_seconds = dict_optlock(L, opts);
   const char *why;
   Dict *d;
 

@@ -32,16 +32,14 @@ local M = {
 -- @tparam[opt] integer size region size in bytes, header included
 --   (default: the rest of the segment; at least `MIN_SIZE`)
 -- @treturn channel
-function M.new(seg, off, size)
-  return core.channel_new(seg, off, size)
-end
+-- @function new
+M.new = core.channel_new -- the C function itself: its errors name `new` and the caller's line
 
 --- Use the channel that `new` laid at off (in this or another process).
 -- @tparam segment seg a writable attachment
 -- @tparam[opt=0] integer off
 -- @treturn channel
-function M.open(seg, off)
-  return core.channel_open(seg, off)
-end
+-- @function open
+M.open = core.channel_open
 
 return M

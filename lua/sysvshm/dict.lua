@@ -48,11 +48,8 @@ end
 --   10; the holder stopped, or the lock word was overwritten); this
 --   handle's own, not the dictionary's. Unknown options raise.
 -- @treturn dict
-function M.new(seg, off, size, opts)
-  if type(off) == "table" then off, size, opts = nil, nil, off
-  elseif type(size) == "table" then size, opts = nil, size end
-  return core.dict_new(seg, off, size, opts)
-end
+-- @function new
+M.new = core.dict_new -- the C function itself: its errors name `new` and the caller's line
 
 --- Use the dictionary that `new` laid at off (in this or another process).
 -- Raises when the region holds no dictionary, one of another layout
@@ -61,10 +58,8 @@ end
 -- @tparam[opt=0] integer off
 -- @tparam[opt] table opts `lock_timeout`, as for `new`
 -- @treturn dict
-function M.open(seg, off, opts)
-  if type(off) == "table" then off, opts = nil, off end
-  return core.dict_open(seg, off, opts)
-end
+-- @function open
+M.open = core.dict_open
 
 --- Create the segment for key and a dictionary in it; or, when another
 -- process created it first, open that one, waiting (at most `opts.timeout`
