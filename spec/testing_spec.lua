@@ -79,6 +79,22 @@ describe("sysvshm.testing", function()
       assert.equal(key, shm.stat(id).key)
       assert.matches("^testing.segment: shmget: ", h.errmsg(testing.segment, 16, { key = key }) or "")
     end)
+
+    -- The README: misuse raises, unknown option names included, "in every
+    -- options table" (spec/unknown_options_spec.lua for the others).
+    -- Known bug: an unknown key is ignored, so a typo ({mod = 0644}) gives
+    -- a segment of mode 0600 without a word.
+    it("raises for an unknown option, naming it, and makes no segment", function()
+      local before = {}
+      for _, st in ipairs(assert(shm.list())) do before[st.id] = true end
+      local msg = h.errmsg(testing.segment, 16, { mod = tonumber("644", 8) })
+      local new = {}
+      for _, st in ipairs(assert(shm.list())) do
+        if not before[st.id] then new[#new + 1] = st.id end
+      end
+      assert.matches("unknown option 'mod'", msg or "(no error)", 1, true)
+      assert.same({}, new)
+    end)
   end)
 
   describe("outside busted", function()
@@ -176,6 +192,14 @@ describe("sysvshm.testing", function()
     it("a child lives at most its limit", function()
       local c = testing.spawn({ code = "require('sysvshm').sleep(30)", limit = 1 })
       assert.same({ nil, "signal", 9 }, { c:wait(20) })
+    end)
+
+    -- The README: unknown option names raise "in every options table".
+    -- Known bug: the table form ignores an unknown key, so a typo
+    -- ({limt = 1}) leaves the child the default 60 s limit without a word.
+    it("raises for an unknown option of the table form, naming it", function()
+      local msg = h.errmsg(testing.spawn, { code = "print('started')", limt = 1 })
+      assert.matches("unknown option 'limt'", msg or "(no error)", 1, true)
     end)
   end)
 
