@@ -40,6 +40,7 @@ build = {
     ["sysvshm.layout"] = "lua/sysvshm/layout.lua",
     ["sysvshm.cdef"] = "lua/sysvshm/cdef.lua",
     ["sysvshm.options"] = "lua/sysvshm/options.lua",
+    ["sysvshm.checkopts"] = "lua/sysvshm/checkopts.lua",
     ["sysvshm.cli"] = "lua/sysvshm/cli.lua",
     ["sysvshm.cli.args"] = "lua/sysvshm/cli/args.lua",
     ["sysvshm.cli.dict_reader"] = "lua/sysvshm/cli/dict_reader.lua",

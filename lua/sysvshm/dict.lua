@@ -22,21 +22,7 @@ local M = {
   MIN_SIZE = core.DICT_MIN_SIZE, -- smallest region
 }
 
-local function check_opts(opts, known, arg, fname)
-  if opts == nil then return end
-  if type(opts) ~= "table" then
-    error(("bad argument #%d to '%s' (table expected, got %s)"):format(arg, fname, type(opts)), 3)
-  end
-  for k in next, opts do
-    if not known[k] then
-      local names = {}
-      for n in pairs(known) do names[#names + 1] = n end
-      table.sort(names)
-      error(("bad argument #%d to '%s' (unknown option '%s'; the options are: %s)"):format(
-        arg, fname, tostring(k), #names > 0 and table.concat(names, ", ") or "none"), 3)
-    end
-  end
-end
+local check_opts = require "sysvshm.checkopts"
 
 --- Lay a new, empty dictionary into a region of a segment.
 -- @tparam segment seg a writable attachment

@@ -39,6 +39,7 @@
 -- @module sysvshm.testing
 local shm = require "sysvshm"
 local sem = require "sysvshm.sem"
+local check_opts = require "sysvshm.checkopts"
 
 local M = {}
 
@@ -169,6 +170,7 @@ local pending_shm, pending_sem = {}, {}
 -- @treturn integer its id
 -- @raise when the system refuses (the message of shm.create or shm.attach)
 function M.segment(size, opts)
+  check_opts(opts, { key = true, mode = true }, 2, "segment")
   subscribe()
   opts = opts or {}
   local key = opts.key or shm.IPC_PRIVATE
@@ -428,6 +430,8 @@ function M.spawn(code_or_file, ...)
   local o
   if type(code_or_file) == "table" then
     o = code_or_file
+    check_opts(o, { code = true, file = true, args = true, limit = true, lua = true, cwd = true,
+                    env = true, path = true, cpath = true }, 1, "spawn")
   else
     assert(type(code_or_file) == "string", "spawn: code, file name or options expected")
     o = { args = table.pack(...) }
