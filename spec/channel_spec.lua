@@ -641,14 +641,11 @@ describe("sysvshm.channel", function()
 
     it("argument errors of new and open name them and the caller's line, as Lua's own functions do", function()
       local seg = new_segment(8192)
-      for _, c in ipairs({
+      assert.same(h.argerrors("channel_spec.lua", {
         { function() local ch = channel.new(seg, 3) return ch end, "#2 to 'new' (offset 3 is not 64-byte aligned)" },
         { function() local ch = channel.open(seg, 32) return ch end,
           "#2 to 'open' (offset 32 is not 64-byte aligned)" },
-      }) do
-        local err, line = h.raised(c[1])
-        assert.equal(("channel_spec.lua:%d: bad argument %s"):format(line, c[2]), err)
-      end
+      }))
     end)
 
     it("raises for an offset that is not a multiple of 64", function()

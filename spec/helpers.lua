@@ -147,14 +147,20 @@ function M.errmsg(f, ...)
   return (tostring(e):gsub("^[^\n]-:%d+: ", ""))
 end
 
---- The error fn() raises, its location shortened to the file's name and
--- line ("dict_spec.lua:12: ..."), and the line fn is written on (write fn
--- on one line, calling what should raise without a tail call): for errors
--- that must name the caller's line, as Lua's own functions' do.
-function M.raised(fn)
-  local ok, e = pcall(fn)
-  assert(not ok, "did not raise")
-  return (tostring(e):match("[^/]*$")), debug.getinfo(fn, "S").linedefined
+--- Argument errors that must name the caller's line, as Lua's own
+-- functions' do: for each case `{fn, "#N to 'name' (message)"}`, where fn
+-- is written on one line and calls what should raise without a tail call,
+-- the error expected ("file:line: bad argument #N to ...", file the spec's
+-- name) and the error raised, its location shortened to the file's name;
+-- two lists, for assert.same.
+function M.argerrors(file, cases)
+  local want, got = {}, {}
+  for i, c in ipairs(cases) do
+    local ok, e = pcall(c[1])
+    want[i] = ("%s:%d: bad argument %s"):format(file, debug.getinfo(c[1], "S").linedefined, c[2])
+    got[i] = ok and "(no error)" or tostring(e):match("[^/]*$")
+  end
+  return want, got
 end
 
 -- ---- cleanup -------------------------------------------------------------
