@@ -288,6 +288,47 @@ local function results(...)
   return table.pack(...)
 end
 
+-- A producer (chunk prod) SIGKILLed at a random moment while sending to a
+-- consumer (chunk cons), in 4 rounds: another producer's 3000 messages all
+-- arrive, after the victim's, which arrive as a prefix 1..last, each once,
+-- untorn. maxb: the largest message; seed: math.randomseed's; victim_n,
+-- good_n, cons_n: the batch sizes of the batch chunks (nil for the others).
+local function killed_producer(prod, cons, maxb, seed, victim_n, good_n, cons_n)
+  -- the arguments ..., then n when it is given
+  local function args(n, ...)
+    local t = table.pack(...)
+    if n ~= nil then t.n = t.n + 1; t[t.n] = n end
+    return table.unpack(t, 1, t.n)
+  end
+  local seg, id = new_segment(64 * 1024)
+  math.randomseed(seed)
+  for round = 1, 4 do
+    local ch = channel.new(seg, 0, 16 * 1024)
+    local c = spawn(cons, args(cons_n, id, 0, 1, 2, maxb, -1, 1 << 40))
+    local victim = spawn(prod, args(victim_n, id, 0, 1, 1 << 40, maxb))
+    victim:expect("^sending$")
+    shm.sleep(0.02 + 0.2 * math.random())
+    victim:kill()
+    victim:join()
+    local good = spawn(prod, args(good_n, id, 0, 2, 3000, maxb))
+    good:join()
+    assert.is_true(good.ok, good:output())
+    assert.equal(3000, good:fields("done").sent, "round " .. round)
+    ch:close()
+    c:join()
+    assert.is_true(c.ok, c:output())
+    local r = c:fields("end")
+    assert.equal("closed", r.why)
+    assert.equal(0, r.bad, "torn messages, round " .. round)
+    assert.equal(0, r.disorder)
+    assert.equal(0, r.gaps, "lost messages, round " .. round)
+    assert.is_true(r.count1 >= 1)
+    assert.equal(r.count1, r.last1) -- 1..last1, each once
+    assert.equal(3000, r.count2)
+    assert.equal(3000, r.last2)
+  end
+end
+
 describe("sysvshm.channel", function()
   after_each(h.cleanup)
 
@@ -1116,33 +1157,7 @@ describe("sysvshm.channel", function()
     end)
 
     it("a batch producer killed at random moments delivers a prefix of its messages #stress", function()
-      local MAXB = 600
-      local seg, id = new_segment(64 * 1024)
-      math.randomseed(5150)
-      for round = 1, 4 do
-        local ch = channel.new(seg, 0, 16 * 1024)
-        local cons = spawn(BCONSUMER, id, 0, 1, 2, MAXB, -1, 1 << 40, 32)
-        local victim = spawn(BPRODUCER, id, 0, 1, 1 << 40, MAXB, 50)
-        victim:expect("^sending$")
-        shm.sleep(0.02 + 0.2 * math.random())
-        victim:kill()
-        victim:join()
-        local good = spawn(BPRODUCER, id, 0, 2, 3000, MAXB, 64)
-        good:join()
-        assert.is_true(good.ok, good:output())
-        assert.equal(3000, good:fields("done").sent, "round " .. round)
-        ch:close()
-        cons:join()
-        assert.is_true(cons.ok, cons:output())
-        local r = cons:fields("end")
-        assert.equal("closed", r.why)
-        assert.equal(0, r.bad, "torn messages, round " .. round)
-        assert.equal(0, r.disorder)
-        assert.equal(0, r.gaps, "lost messages, round " .. round)
-        assert.is_true(r.count1 >= 1)
-        assert.equal(r.count1, r.last1) -- 1..last1, each once
-        assert.equal(3000, r.count2)
-      end
+      killed_producer(BPRODUCER, BCONSUMER, 600, 5150, 50, 64, 32)
     end)
 
     it("a batch consumer killed at random moments loses at most the batch it took #stress", function()
@@ -1771,34 +1786,7 @@ describe("sysvshm.channel", function()
     end)
 
     it("a producer killed at a random moment while sending does not block others", function()
-      local MAXB = 1500
-      local seg, id = new_segment(64 * 1024)
-      math.randomseed(4242)
-      for round = 1, 4 do
-        local ch = channel.new(seg, 0, 16 * 1024)
-        local cons = spawn(CONSUMER, id, 0, 1, 2, MAXB, -1, 1 << 40)
-        local victim = spawn(PRODUCER, id, 0, 1, 1 << 40, MAXB)
-        victim:expect("^sending$")
-        shm.sleep(0.02 + 0.2 * math.random())
-        victim:kill()
-        victim:join()
-        local good = spawn(PRODUCER, id, 0, 2, 3000, MAXB)
-        good:join()
-        assert.is_true(good.ok, good:output())
-        assert.equal(3000, good:fields("done").sent, "round " .. round)
-        ch:close()
-        cons:join()
-        assert.is_true(cons.ok, cons:output())
-        local r = cons:fields("end")
-        assert.equal("closed", r.why)
-        assert.equal(0, r.bad, "torn messages, round " .. round)
-        assert.equal(0, r.disorder)
-        assert.equal(0, r.gaps, "lost messages, round " .. round)
-        assert.is_true(r.count1 >= 1)
-        assert.equal(r.count1, r.last1) -- 1..last1, each once
-        assert.equal(3000, r.count2)
-        assert.equal(3000, r.last2)
-      end
+      killed_producer(PRODUCER, CONSUMER, 1500, 4242)
     end)
 
     it("a consumer killed while blocked in recv does not block others", function()
