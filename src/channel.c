@@ -837,6 +837,36 @@ CH_INLINE int ch_recvmsg(lua_State *L, Channel *c, int timed, double seconds,
   return ch_take(L, c, timed ? &deadline : NULL, len);
 }
 
+/* The receive buffer, taken out of the handle while Lua calls run on its
+ * bytes (ch_buftake): a finalizer run by an allocation may receive on this
+ * handle, and gets a buffer of its own; ch_bufgive puts back the larger of
+ * the two and frees the other.  (If an allocation raises meanwhile, the
+ * buffer taken is lost: once, on a memory error.) */
+typedef struct ChBuf {
+  char *p;
+  size_t size;
+} ChBuf;
+
+static ChBuf ch_buftake(Channel *c) {
+  ChBuf b;
+
+  b.p = c->buf;
+  b.size = c->bufsize;
+  c->buf = NULL;
+  c->bufsize = 0;
+  return b;
+}
+
+static void ch_bufgive(Channel *c, ChBuf b) {
+  if (c->buf != NULL && c->bufsize >= b.size) { /* a finalizer's is bigger */
+    free(b.p);
+  } else {
+    free(c->buf);
+    c->buf = b.p;
+    c->bufsize = b.size;
+  }
+}
+
 /* recv's and recvunpack's answer when no message was taken. */
 static int ch_nomsg(lua_State *L, int why, uint64_t len) {
   switch (why) {
@@ -957,31 +987,18 @@ static int ch_recvunpack(lua_State *L) {
    * the garbage collector, and a finalizer may receive on this handle,
    * which refills (and may move) c->buf.  Small messages are copied to the
    * C stack before any Lua call; larger ones into a userdata kept on the
-   * stack, with the handle's buffer swapped out meanwhile so that a
-   * finalizer run by that allocation gets a buffer of its own.  (If that
-   * allocation fails, the swapped-out buffer is lost: one buffer, once,
-   * on a memory error.) */
+   * stack, with the handle's buffer taken out meanwhile (ch_buftake). */
   rp.len = (size_t)len;
   if (rp.len <= sizeof small) {
     if (rp.len > 0)
       memcpy(small, c->buf, rp.len);
     msg = small;
   } else {
-    char *mine = c->buf;
-    size_t mysize = c->bufsize;
-    void *copy;
+    ChBuf mine = ch_buftake(c);
+    void *copy = lua_newuserdatauv(L, rp.len, 0);
 
-    c->buf = NULL;
-    c->bufsize = 0;
-    copy = lua_newuserdatauv(L, rp.len, 0);
-    memcpy(copy, mine, rp.len);
-    if (c->buf != NULL && c->bufsize >= mysize) { /* a finalizer's is bigger */
-      free(mine);
-    } else {
-      free(c->buf);
-      c->buf = mine;
-      c->bufsize = mysize;
-    }
+    memcpy(copy, mine.p, rp.len);
+    ch_bufgive(c, mine);
     msg = (const unsigned char *)copy;
   }
   n = shm_unpack(L, rp.fmt, msg, rp.len, &pos, recv_mismatch, &rp);
@@ -1309,8 +1326,8 @@ static int ch_recv_many(lua_State *L) {
   struct timespec deadline;
   double seconds;
   int timed = sync_opttimeout(L, 3, &seconds), why;
-  char *mine;
-  size_t size, mysize, at;
+  ChBuf mine;
+  size_t size, at;
 
   if (max < 1)
     luaL_argerror(L, 2, "max must be at least 1");
@@ -1326,14 +1343,8 @@ static int ch_recv_many(lua_State *L) {
   if (why != CH_OK)
     return ch_nomsg(L, why, (uint64_t)size);
 
-  /* Push from the buffer taken out of the handle: a finalizer run by an
-   * allocation here may receive on this handle, and gets a buffer of its
-   * own.  (If an allocation fails, the buffer is lost: once, on a memory
-   * error, as in recvunpack.) */
-  mine = c->buf;
-  mysize = c->bufsize;
-  c->buf = NULL;
-  c->bufsize = 0;
+  /* Push from the buffer taken out of the handle (ch_buftake). */
+  mine = ch_buftake(c);
   if (lua_istable(L, 4))
     lua_pushvalue(L, 4);
   else
@@ -1341,8 +1352,8 @@ static int ch_recv_many(lua_State *L) {
   for (i = 1, at = 0; i <= count; i++) {
     uint64_t len;
 
-    memcpy(&len, mine + at, 8); /* our own copy, checked when copied */
-    lua_pushlstring(L, mine + at + 8, (size_t)len);
+    memcpy(&len, mine.p + at, 8); /* our own copy, checked when copied */
+    lua_pushlstring(L, mine.p + at + 8, (size_t)len);
     lua_rawseti(L, -2, i);
     at += 8u + round8((size_t)len);
   }
@@ -1356,14 +1367,7 @@ static int ch_recv_many(lua_State *L) {
     lua_pop(L, 1);
   }
 
-  if (c->buf != NULL && c->bufsize >= mysize) { /* a finalizer's is bigger */
-    free(mine);
-  } else {
-    free(c->buf);
-    c->buf = mine;
-    c->bufsize = mysize;
-  }
-
+  ch_bufgive(c, mine);
   lua_pushinteger(L, count);
   return 2;
 }
