@@ -494,6 +494,33 @@ local function produce_pack(ch, p, nprod)
   end
 end
 
+-- The end of a W7 run: wait for the producer children (if any), close the
+-- channel, and add up what the consumer children report ("count sum sumsq
+-- bad context-switches"): whether every child exited with 0 and reported,
+-- the totals, and the consumers' context switches.
+local function w7collect(ch, producers, consumers)
+  local ok = true
+  for _, p in ipairs(producers) do
+    p:read("a")
+    ok = p:close() and ok
+  end
+  ch:close()
+  local count, sum, sumsq, bad, sw = 0, 0, 0, 0, {}
+  for _, c in ipairs(consumers) do
+    local r = c:read("a")
+    ok = c:close() and ok
+    local n, s, s2, b, x = r:match("^(%d+) (%d+) (%d+) (%d+) (%-?%d+)")
+    if not n then
+      ok = false
+    else
+      count, sum, sumsq = count + tonumber(n), sum + tonumber(s), sumsq + tonumber(s2)
+      bad = bad + tonumber(b)
+      sw[#sw + 1] = x
+    end
+  end
+  return ok, count, sum, sumsq, bad, sw
+end
+
 local function w7(nprod, ncons, mode)
   local label = ("channel %s, %d producer%s/%d consumer%s"):format(
     mode == "pack" and "sendpack/recvunpack" or "send/recv",
@@ -507,32 +534,14 @@ local function w7(nprod, ncons, mode)
   for c = 1, ncons do
     consumers[c] = spawn("w7consumer", id, nprod, mode or "string")
   end
-  local ok = true
   if nprod == 1 then
     (mode == "pack" and produce_pack or produce)(ch, 0, 1) -- the parent is the producer
   else
     for p = 1, nprod do
       producers[p] = spawn("w7producer", id, p - 1, nprod)
     end
-    for p = 1, nprod do
-      producers[p]:read("a")
-      ok = producers[p]:close() and ok
-    end
   end
-  ch:close()
-  local count, sum, sumsq, bad, sw = 0, 0, 0, 0, {}
-  for c = 1, ncons do
-    local r = consumers[c]:read("a")
-    ok = consumers[c]:close() and ok
-    local n, s, s2, b, x = r:match("^(%d+) (%d+) (%d+) (%d+) (%-?%d+)")
-    if not n then
-      ok = false
-    else
-      count, sum, sumsq = count + tonumber(n), sum + tonumber(s), sumsq + tonumber(s2)
-      bad = bad + tonumber(b)
-      sw[#sw + 1] = x
-    end
-  end
+  local ok, count, sum, sumsq, bad, sw = w7collect(ch, producers, consumers)
   t = clock() - t
   -- every sequence number 0..NMSG-1 exactly once
   local m = NMSG - 1
@@ -691,29 +700,10 @@ local function w7batch(nprod, ncons)
   local t = clock()
   seg:atomic_store(B_GO, 1)
   seg:wake(B_GO)
-  local ok = true
   if nprod == 1 then
     bproduce(ch, msgs, 0, 1)
-  else
-    for p = 1, nprod do
-      producers[p]:read("a")
-      ok = producers[p]:close() and ok
-    end
   end
-  ch:close()
-  local count, sum, sumsq, bad, sw = 0, 0, 0, 0, {}
-  for c = 1, ncons do
-    local r = consumers[c]:read("a")
-    ok = consumers[c]:close() and ok
-    local n, s, s2, b, x = r:match("^(%d+) (%d+) (%d+) (%d+) (%-?%d+)")
-    if not n then
-      ok = false
-    else
-      count, sum, sumsq = count + tonumber(n), sum + tonumber(s), sumsq + tonumber(s2)
-      bad = bad + tonumber(b)
-      sw[#sw + 1] = x
-    end
-  end
+  local ok, count, sum, sumsq, bad, sw = w7collect(ch, producers, consumers)
   t = clock() - t
   local n, s, s2 = bexpected()
   ok = ok and bad == 0 and count == n and sum == s and sumsq == s2
