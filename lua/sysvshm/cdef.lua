@@ -473,38 +473,32 @@ local UNION = "unions are not supported (a layout gives each field its own place
 local ENUM = "enums are not supported (their size is up to the compiler): use a fixed-size "
   .. "integer type such as int32_t"
 
--- Skip a balanced (...) if the cursor is on a "(".
-function P:skipparens()
-  if not self:is("(") then
-    return
-  end
-  local open, depth = self:next(), 1
-  while depth > 0 do
-    local t = self:next()
-    if t.t == "eof" then
-      refuse(open.line, "unbalanced '('")
-    elseif t.t == "punct" and t.v == "(" then
-      depth = depth + 1
-    elseif t.t == "punct" and t.v == ")" then
-      depth = depth - 1
-    end
-  end
-end
-
--- Skip a balanced {...} (the cursor is on the "{").
-function P:skipbraces()
+-- Skip a balanced opener...closer group (the cursor is on the opener).
+function P:skipgroup(opener, closer)
   local open = self:next()
   local depth = 1
   while depth > 0 do
     local t = self:next()
     if t.t == "eof" then
-      refuse(open.line, "unbalanced '{'")
-    elseif t.t == "punct" and t.v == "{" then
+      refuse(open.line, "unbalanced '" .. opener .. "'")
+    elseif t.t == "punct" and t.v == opener then
       depth = depth + 1
-    elseif t.t == "punct" and t.v == "}" then
+    elseif t.t == "punct" and t.v == closer then
       depth = depth - 1
     end
   end
+end
+
+-- Skip a balanced (...) if the cursor is on a "(".
+function P:skipparens()
+  if self:is("(") then
+    self:skipgroup("(", ")")
+  end
+end
+
+-- Skip a balanced {...} (the cursor is on the "{").
+function P:skipbraces()
+  self:skipgroup("{", "}")
 end
 
 -- struct/union/enum [attrs] [tag] [{ ... }] [attrs]: the type.
